@@ -1,0 +1,606 @@
+//! `event.toml`: what an organiser writes, checked and resolved into an
+//! [`Event`] that the rest of venue can trust (times in UTC, rooms unique,
+//! the schedule attached to the rooms).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::error::{did_you_mean, InputError};
+use crate::schedule::{self, Session};
+
+/// Hetzner Cloud locations (GET /locations). An unknown name is a typo far
+/// more often than a brand-new data centre.
+pub const KNOWN_LOCATIONS: &[&str] = &["fsn1", "nbg1", "hel1", "ash", "hil", "sin"];
+
+/// What a server does in the venue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A BigBlueButton server.
+    Bbb,
+    /// The Jitsi Meet main host (prosody, jicofo, web, one videobridge).
+    Jitsi,
+    /// An extra Jitsi videobridge that joins the main host's bridge MUC.
+    Jvb,
+    /// The TURN server (coturn).
+    Coturn,
+    /// The attendee portal.
+    Portal,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Bbb,
+        Role::Jitsi,
+        Role::Jvb,
+        Role::Coturn,
+        Role::Portal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Bbb => "bbb",
+            Role::Jitsi => "jitsi",
+            Role::Jvb => "jvb",
+            Role::Coturn => "coturn",
+            Role::Portal => "portal",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomKind {
+    /// Scheduled talks; listed in the timetable.
+    Session,
+    /// Open rooms for hallway talk and hacking.
+    Hack,
+    /// Rooms that need an invitation (speaker green room, ...).
+    Private,
+    /// The staff room: staff only.
+    Staff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Bbb,
+    Jitsi,
+}
+
+/// What happens to media servers between event days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Overnight {
+    /// Media servers exist from the first day's warm-up to the last day's grace.
+    #[default]
+    Keep,
+    /// Media servers are released after each day and rented again the next.
+    Release,
+}
+
+/// A checked event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: String,
+    pub name: String,
+    pub timezone: Tz,
+    pub domain: String,
+    pub attendees: u32,
+    pub chat: Option<String>,
+    pub code_of_conduct: Option<String>,
+    pub contact: Option<String>,
+    pub cloud: Cloud,
+    pub days: Vec<Day>,
+    pub rooms: Vec<Room>,
+    pub static_hosts: Vec<StaticHost>,
+    /// Sessions from the schedule, sorted by start.
+    pub sessions: Vec<Session>,
+    /// Where event.toml was read from.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cloud {
+    pub location: String,
+    pub image: String,
+    pub overnight: Overnight,
+    pub warmup: Duration,
+    pub grace: Duration,
+    /// How long before the first day's opening the portal and TURN server are up,
+    /// so attendees can log in and test their audio the day before.
+    pub portal_early: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Day {
+    pub date: NaiveDate,
+    pub open: DateTime<Utc>,
+    pub close: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Room {
+    pub name: String,
+    /// URL-safe name, unique within the event.
+    pub slug: String,
+    pub kind: RoomKind,
+    pub backend: Backend,
+    /// Expected peak of people in the room at once.
+    pub peak: u32,
+    pub webcams: bool,
+    /// Public URL of the room's stream, if it is streamed.
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticHost {
+    pub name: String,
+    pub address: String,
+    pub ssh_port: u16,
+    /// The host's SSH public key, `algorithm base64`; pinned when deploying.
+    pub host_key: String,
+    pub roles: Vec<Role>,
+    pub cores: u32,
+}
+
+impl Event {
+    /// Reads and checks `path`, and the schedule it names.
+    pub fn load(path: &Path) -> Result<Event, InputError> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            InputError::whole_file(path, format!("cannot read the event file: {e}"))
+        })?;
+        Event::parse(path, &source)
+    }
+
+    /// Checks an event file's text; `path` names it in errors and anchors
+    /// the schedule's relative path.
+    pub fn parse(path: &Path, source: &str) -> Result<Event, InputError> {
+        let raw: RawEvent = toml::from_str(source).map_err(|e| toml_error(path, source, &e))?;
+        let at = |offset: usize, msg: String| InputError::at_offset(path, source, offset, msg);
+        raw.resolve(path, &at)
+    }
+
+    pub fn room(&self, name: &str) -> Option<&Room> {
+        self.rooms.iter().find(|r| r.name == name)
+    }
+
+    /// The first opening and the last closing of the event.
+    pub fn span(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let start = self
+            .days
+            .iter()
+            .map(|d| d.open)
+            .min()
+            .expect("an event has days");
+        let end = self
+            .days
+            .iter()
+            .map(|d| d.close)
+            .max()
+            .expect("an event has days");
+        (start, end)
+    }
+}
+
+fn toml_error(path: &Path, source: &str, e: &toml::de::Error) -> InputError {
+    let offset = e.span().map_or(0, |s| s.start);
+    let mut message = e.message().trim().to_owned();
+    if let Some(hint) = unknown_key_hint(&message) {
+        message.push_str(&hint);
+    }
+    InputError::at_offset(path, source, offset, message)
+}
+
+/// serde says "unknown field `nmae`, expected one of `name`, `kind`"; add a
+/// "did you mean" when one of the expected keys is a likely typo.
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (word, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    did_you_mean(word, expected.iter().copied()).map(|s| format!("; did you mean `{s}`?"))
+}
+
+// ----- the file as written -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    id: Spanned<String>,
+    name: String,
+    timezone: Spanned<String>,
+    domain: Spanned<String>,
+    attendees: Spanned<i64>,
+    chat: Option<String>,
+    code_of_conduct: Option<String>,
+    contact: Option<String>,
+    schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    cloud: Option<Spanned<RawCloud>>,
+    #[serde(rename = "day", default)]
+    days: Vec<Spanned<RawDay>>,
+    #[serde(rename = "room", default)]
+    rooms: Vec<Spanned<RawRoom>>,
+    #[serde(rename = "static_host", default)]
+    static_hosts: Vec<Spanned<RawStaticHost>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCloud {
+    location: Option<Spanned<String>>,
+    image: Option<String>,
+    #[serde(default)]
+    overnight: Overnight,
+    warmup_minutes: Option<Spanned<i64>>,
+    grace_minutes: Option<Spanned<i64>>,
+    portal_early_hours: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDay {
+    date: Spanned<String>,
+    open: Spanned<String>,
+    close: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoom {
+    name: Spanned<String>,
+    kind: RoomKind,
+    #[serde(default = "default_backend")]
+    backend: Backend,
+    peak: Spanned<i64>,
+    webcams: Option<bool>,
+    stream: Option<String>,
+}
+
+fn default_backend() -> Backend {
+    Backend::Bbb
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticHost {
+    name: Spanned<String>,
+    address: Spanned<String>,
+    #[serde(default = "default_ssh_port")]
+    ssh_port: u16,
+    host_key: Spanned<String>,
+    roles: Spanned<Vec<Role>>,
+    cores: Spanned<i64>,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+type At<'a> = dyn Fn(usize, String) -> InputError + 'a;
+
+impl RawEvent {
+    fn resolve(self, path: &Path, at: &At) -> Result<Event, InputError> {
+        let id = self.id.get_ref();
+        if !is_dns_label(id) || id.len() > 40 {
+            return Err(at(
+                self.id.span().start,
+                format!("event id `{id}` must be 1 to 40 characters of a-z, 0-9 and '-', not starting or ending with '-' (it names servers and labels)"),
+            ));
+        }
+        let timezone = parse_timezone(&self.timezone, at)?;
+        let domain = self.domain.get_ref();
+        if domain.is_empty() || !domain.split('.').all(is_dns_label) {
+            return Err(at(
+                self.domain.span().start,
+                format!("`{domain}` is not a domain name (like conf.example.org)"),
+            ));
+        }
+        let attendees = non_negative(&self.attendees, "attendees", at)?;
+        let cloud = resolve_cloud(self.cloud, at)?;
+
+        if self.days.is_empty() {
+            return Err(InputError::whole_file(
+                path,
+                "the event has no days: add at least one [[day]] with date, open and close",
+            ));
+        }
+        let mut days: Vec<Day> = Vec::new();
+        for raw in &self.days {
+            let day = resolve_day(raw.get_ref(), timezone, at)?;
+            if days.iter().any(|d| d.date == day.date) {
+                return Err(at(
+                    raw.get_ref().date.span().start,
+                    format!("the day {} is listed twice", day.date),
+                ));
+            }
+            days.push(day);
+        }
+        days.sort_by_key(|d| d.open);
+
+        if self.rooms.is_empty() {
+            return Err(InputError::whole_file(
+                path,
+                "the event has no rooms: add at least one [[room]]",
+            ));
+        }
+        let mut rooms: Vec<Room> = Vec::new();
+        for raw in &self.rooms {
+            let r = raw.get_ref();
+            let name = r.name.get_ref().trim();
+            if name.is_empty() {
+                return Err(at(r.name.span().start, "a room needs a name".into()));
+            }
+            let slug = slugify(name);
+            if let Some(other) = rooms.iter().find(|o| o.slug == slug) {
+                return Err(at(
+                    r.name.span().start,
+                    format!("room `{name}` has the same name as room `{}` (names must differ in more than case and punctuation)", other.name),
+                ));
+            }
+            let peak = non_negative(&r.peak, "peak", at)?;
+            rooms.push(Room {
+                name: name.to_owned(),
+                slug,
+                kind: r.kind,
+                backend: r.backend,
+                peak,
+                // Talks are listened to; hack and staff rooms are conversations.
+                webcams: r.webcams.unwrap_or(r.kind != RoomKind::Session),
+                stream: r.stream.clone(),
+            });
+        }
+
+        let mut static_hosts: Vec<StaticHost> = Vec::new();
+        for raw in &self.static_hosts {
+            let h = raw.get_ref();
+            let name = h.name.get_ref();
+            if !is_dns_label(name) {
+                return Err(at(
+                    h.name.span().start,
+                    format!("static host name `{name}` must be a-z, 0-9 and '-'"),
+                ));
+            }
+            if static_hosts.iter().any(|o| &o.name == name) {
+                return Err(at(
+                    h.name.span().start,
+                    format!("static host `{name}` is listed twice"),
+                ));
+            }
+            check_host_key(&h.host_key, at)?;
+            if h.roles.get_ref().is_empty() {
+                return Err(at(
+                    h.roles.span().start,
+                    format!("static host `{name}` has no roles"),
+                ));
+            }
+            let cores = non_negative(&h.cores, "cores", at)?;
+            if h.address.get_ref().trim().is_empty() {
+                return Err(at(
+                    h.address.span().start,
+                    "a static host needs an address".into(),
+                ));
+            }
+            static_hosts.push(StaticHost {
+                name: name.clone(),
+                address: h.address.get_ref().trim().to_owned(),
+                ssh_port: h.ssh_port,
+                host_key: h.host_key.get_ref().trim().to_owned(),
+                roles: h.roles.get_ref().clone(),
+                cores,
+            });
+        }
+
+        let mut event = Event {
+            id: id.clone(),
+            name: self.name,
+            timezone,
+            domain: domain.clone(),
+            attendees,
+            chat: self.chat,
+            code_of_conduct: self.code_of_conduct,
+            contact: self.contact,
+            cloud,
+            days,
+            rooms,
+            static_hosts,
+            sessions: Vec::new(),
+            file: path.to_path_buf(),
+        };
+        if let Some(schedule_path) = &self.schedule {
+            let file = path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(schedule_path.get_ref());
+            if !file.is_file() {
+                return Err(at(
+                    schedule_path.span().start,
+                    format!("schedule file {} does not exist", file.display()),
+                ));
+            }
+            event.sessions = schedule::load(&file, &event)?;
+        }
+        Ok(event)
+    }
+}
+
+fn resolve_cloud(raw: Option<Spanned<RawCloud>>, at: &At) -> Result<Cloud, InputError> {
+    let raw = raw.map(Spanned::into_inner).unwrap_or_default();
+    let location = match &raw.location {
+        None => "fsn1".to_owned(),
+        Some(l) if KNOWN_LOCATIONS.contains(&l.get_ref().as_str()) => l.get_ref().clone(),
+        Some(l) => {
+            let hint = did_you_mean(l.get_ref(), KNOWN_LOCATIONS.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(at(
+                l.span().start,
+                format!(
+                    "unknown Hetzner location `{}` (known: {}){hint}",
+                    l.get_ref(),
+                    KNOWN_LOCATIONS.join(", ")
+                ),
+            ));
+        }
+    };
+    let minutes = |v: &Option<Spanned<i64>>, name: &str, default: i64| -> Result<i64, InputError> {
+        match v {
+            None => Ok(default),
+            Some(s) => non_negative(s, name, at).map(i64::from),
+        }
+    };
+    Ok(Cloud {
+        location,
+        image: raw.image.unwrap_or_else(|| "ubuntu-24.04".to_owned()),
+        overnight: raw.overnight,
+        // Boot (about a minute on Hetzner), copy the closure, activate, check health,
+        // and leave staff time to try the rooms before attendees arrive.
+        warmup: Duration::minutes(minutes(&raw.warmup_minutes, "warmup_minutes", 60)?),
+        // Sessions overrun; people linger in hallway rooms.
+        grace: Duration::minutes(minutes(&raw.grace_minutes, "grace_minutes", 30)?),
+        portal_early: Duration::hours(minutes(&raw.portal_early_hours, "portal_early_hours", 24)?),
+    })
+}
+
+fn resolve_day(raw: &RawDay, tz: Tz, at: &At) -> Result<Day, InputError> {
+    let date = NaiveDate::parse_from_str(raw.date.get_ref(), "%Y-%m-%d").map_err(|_| {
+        at(
+            raw.date.span().start,
+            format!("`{}` is not a date like 2020-08-24", raw.date.get_ref()),
+        )
+    })?;
+    let open = local_instant(tz, date, &raw.open, at)?;
+    let close = local_instant(tz, date, &raw.close, at)?;
+    if close <= open {
+        return Err(at(
+            raw.close.span().start,
+            format!(
+                "the day {date} closes at {} but opens at {}: a day must close after it opens",
+                raw.close.get_ref(),
+                raw.open.get_ref()
+            ),
+        ));
+    }
+    Ok(Day { date, open, close })
+}
+
+fn local_instant(
+    tz: Tz,
+    date: NaiveDate,
+    time: &Spanned<String>,
+    at: &At,
+) -> Result<DateTime<Utc>, InputError> {
+    let t = NaiveTime::parse_from_str(time.get_ref(), "%H:%M")
+        .or_else(|_| NaiveTime::parse_from_str(time.get_ref(), "%H:%M:%S"))
+        .map_err(|_| {
+            at(
+                time.span().start,
+                format!("`{}` is not a time like 09:30", time.get_ref()),
+            )
+        })?;
+    tz.from_local_datetime(&date.and_time(t))
+        .earliest()
+        .map(|dt| dt.with_timezone(&Utc))
+        .ok_or_else(|| {
+            at(
+                time.span().start,
+                format!(
+                    "{date} {} does not exist in {tz} (clocks skip it)",
+                    time.get_ref()
+                ),
+            )
+        })
+}
+
+fn parse_timezone(raw: &Spanned<String>, at: &At) -> Result<Tz, InputError> {
+    raw.get_ref().parse::<Tz>().map_err(|_| {
+        let hint = did_you_mean(
+            raw.get_ref(),
+            chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()),
+        )
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+        at(
+            raw.span().start,
+            format!(
+                "unknown time zone `{}`: use an IANA name like Europe/Berlin or UTC{hint}",
+                raw.get_ref()
+            ),
+        )
+    })
+}
+
+fn non_negative(v: &Spanned<i64>, what: &str, at: &At) -> Result<u32, InputError> {
+    u32::try_from(*v.get_ref()).map_err(|_| {
+        at(
+            v.span().start,
+            format!(
+                "{what} must be a whole number from 0 to {}, not {}",
+                u32::MAX,
+                v.get_ref()
+            ),
+        )
+    })
+}
+
+fn check_host_key(key: &Spanned<String>, at: &At) -> Result<(), InputError> {
+    const ALGORITHMS: &[&str] = &[
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "ssh-rsa",
+    ];
+    let mut parts = key.get_ref().split_whitespace();
+    let ok = matches!((parts.next(), parts.next()), (Some(alg), Some(b64))
+        if ALGORITHMS.contains(&alg) && b64.len() >= 16 && b64.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)));
+    if ok {
+        Ok(())
+    } else {
+        Err(at(
+            key.span().start,
+            "host_key must be an SSH public key like `ssh-ed25519 AAAAC3Nza...` (the line in /etc/ssh/ssh_host_ed25519_key.pub)".into(),
+        ))
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Lower-case ASCII letters and digits joined by single dashes.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    slug
+}
+
+/// Room names of the event, for "did you mean" in schedule errors.
+pub(crate) fn room_names(event: &Event) -> HashSet<&str> {
+    event.rooms.iter().map(|r| r.name.as_str()).collect()
+}

@@ -1,0 +1,10 @@
+//! The event model of venue and the protocols of the conference services it
+//! runs: what both the `venue` agent and `venue-portal` need to agree on.
+
+pub mod error;
+pub mod event;
+pub mod schedule;
+
+pub use error::InputError;
+pub use event::{Backend, Event, Role, Room, RoomKind, StaticHost};
+pub use schedule::Session;

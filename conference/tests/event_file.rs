@@ -1,0 +1,298 @@
+//! event.toml: the examples load, and every kind of bad input gets one
+//! message with file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use conference::{Backend, Event, InputError, RoomKind};
+
+const GOOD: &str = r#"
+id = "demo"
+name = "Demo"
+timezone = "Europe/Berlin"
+domain = "demo.example.org"
+attendees = 100
+
+[[day]]
+date = "2024-05-01"
+open = "09:00"
+close = "17:00"
+
+[[room]]
+name = "Main"
+kind = "session"
+peak = 80
+
+[[room]]
+name = "Hallway"
+kind = "hack"
+backend = "jitsi"
+peak = 20
+"#;
+
+fn parse(src: &str) -> Result<Event, InputError> {
+    Event::parse(Path::new("event.toml"), src)
+}
+
+fn error(src: &str) -> InputError {
+    parse(src).expect_err("the file should be refused")
+}
+
+/// Line and column of the first occurrence of `needle` in `src`.
+fn position_of(src: &str, needle: &str) -> (usize, usize) {
+    let offset = src.find(needle).expect("needle in source");
+    conference::error::line_column(src, offset)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn lpc_2020_example_loads_with_its_schedule() {
+    let e = Event::load(&repo().join("hosts/lpc-2020/event.toml")).unwrap();
+    assert_eq!(e.days.len(), 5);
+    assert_eq!(
+        e.rooms
+            .iter()
+            .filter(|r| r.kind == RoomKind::Session)
+            .count(),
+        7
+    );
+    assert_eq!(
+        e.rooms.iter().filter(|r| r.kind == RoomKind::Hack).count(),
+        5
+    );
+    assert_eq!(e.attendees, 950);
+    assert_eq!(e.sessions.len(), 21);
+    // 07:00 PDT is 14:00 UTC.
+    assert_eq!(
+        e.sessions[0].start.to_rfc3339(),
+        "2020-08-24T14:00:00+00:00"
+    );
+    assert!(e.rooms.iter().all(|r| r.backend == Backend::Bbb));
+}
+
+#[test]
+fn nixcon_2020_example_loads_its_pretalx_schedule() {
+    let e = Event::load(&repo().join("hosts/nixcon-2020/event.toml")).unwrap();
+    assert_eq!(e.sessions.len(), 12);
+    assert!(e.sessions.iter().all(|s| s.room == "Main Track"));
+    assert!(e.rooms.iter().all(|r| r.backend == Backend::Jitsi));
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let e = parse(GOOD).unwrap();
+    assert_eq!(e.cloud.location, "fsn1");
+    assert_eq!(e.rooms[0].backend, Backend::Bbb);
+    assert!(!e.rooms[0].webcams, "talks default to listen-only");
+    assert!(e.rooms[1].webcams, "hack rooms default to webcams");
+    assert_eq!(e.days[0].open.to_rfc3339(), "2024-05-01T07:00:00+00:00");
+}
+
+#[test]
+fn toml_syntax_error_has_file_line_column() {
+    let src = GOOD.replace("attendees = 100", "attendees = = 100");
+    let e = error(&src);
+    assert_eq!(e.file, Path::new("event.toml"));
+    assert_eq!(e.line, position_of(&src, "attendees").0);
+    assert!(
+        e.to_string()
+            .starts_with(&format!("event.toml:{}:", e.line)),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_key_suggests_the_close_one() {
+    let src = GOOD.replace("peak = 80", "paek = 80");
+    let e = error(&src);
+    assert!(e.message.contains("unknown field `paek`"), "{e}");
+    assert!(e.message.contains("did you mean `peak`?"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "paek"));
+}
+
+#[test]
+fn unknown_top_level_key_without_a_close_one_has_no_guess() {
+    let src = GOOD.replace("attendees = 100", "attendees = 100\nsponsors = 3");
+    let e = error(&src);
+    assert!(e.message.contains("unknown field `sponsors`"), "{e}");
+    assert!(!e.message.contains("did you mean"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "sponsors"));
+}
+
+#[test]
+fn wrong_type_is_named_at_the_value() {
+    let src = GOOD.replace("peak = 80", "peak = \"eighty\"");
+    let e = error(&src);
+    assert!(e.message.contains("invalid type"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "\"eighty\""));
+}
+
+#[test]
+fn unknown_room_kind_lists_the_kinds() {
+    let src = GOOD.replace("kind = \"hack\"", "kind = \"hackroom\"");
+    let e = error(&src);
+    assert!(
+        e.message.contains("session") && e.message.contains("staff"),
+        "{e}"
+    );
+    assert_eq!(e.line, position_of(&src, "\"hackroom\"").0);
+}
+
+#[test]
+fn day_that_closes_before_it_opens() {
+    let src = GOOD.replace("close = \"17:00\"", "close = \"08:00\"");
+    let e = error(&src);
+    assert!(e.message.contains("must close after it opens"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "\"08:00\""));
+}
+
+#[test]
+fn negative_attendance() {
+    let src = GOOD.replace("attendees = 100", "attendees = -5");
+    let e = error(&src);
+    assert!(
+        e.message.contains("attendees must be a whole number"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), position_of(&src, "-5"));
+    let src = GOOD.replace("peak = 20", "peak = -1");
+    let e = error(&src);
+    assert_eq!((e.line, e.column), position_of(&src, "-1"));
+}
+
+#[test]
+fn duplicate_room_names_even_in_other_case() {
+    let src = GOOD.replace("name = \"Hallway\"", "name = \"main\"");
+    let e = error(&src);
+    assert!(e.message.contains("same name as room `Main`"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "\"main\""));
+}
+
+#[test]
+fn duplicate_days() {
+    let src =
+        format!("{GOOD}\n[[day]]\ndate = \"2024-05-01\"\nopen = \"10:00\"\nclose = \"12:00\"\n");
+    let e = error(&src);
+    assert!(e.message.contains("listed twice"), "{e}");
+    assert_eq!(e.line, src.lines().count() - 2);
+}
+
+#[test]
+fn bad_dates_times_zones_and_ids() {
+    for (from, to, expect) in [
+        (
+            "date = \"2024-05-01\"",
+            "date = \"2024-13-01\"",
+            "is not a date",
+        ),
+        ("open = \"09:00\"", "open = \"9 am\"", "is not a time"),
+        (
+            "timezone = \"Europe/Berlin\"",
+            "timezone = \"Europe/Berln\"",
+            "did you mean `Europe/Berlin`",
+        ),
+        (
+            "id = \"demo\"",
+            "id = \"Demo Conf\"",
+            "event id `Demo Conf`",
+        ),
+        (
+            "domain = \"demo.example.org\"",
+            "domain = \"demo example\"",
+            "is not a domain name",
+        ),
+    ] {
+        let src = GOOD.replace(from, to);
+        let e = error(&src);
+        assert!(e.message.contains(expect), "{to}: {e}");
+        let value = to.split_once(" = ").unwrap().1;
+        assert_eq!((e.line, e.column), position_of(&src, value), "{to}: {e}");
+    }
+}
+
+#[test]
+fn unknown_cloud_location_suggests_one() {
+    let src = format!("{GOOD}\n[cloud]\nlocation = \"fsn\"\n");
+    let e = error(&src);
+    assert!(e.message.contains("did you mean `fsn1`"), "{e}");
+}
+
+#[test]
+fn time_that_does_not_exist_in_the_zone() {
+    // Clocks in Berlin jump from 02:00 to 03:00 on 2024-03-31.
+    let src = GOOD
+        .replace("2024-05-01", "2024-03-31")
+        .replace("open = \"09:00\"", "open = \"02:30\"");
+    let e = error(&src);
+    assert!(e.message.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn static_host_with_a_bad_key() {
+    let src = format!(
+        "{GOOD}\n[[static_host]]\nname = \"coop\"\naddress = \"192.0.2.10\"\nhost_key = \"not a key\"\nroles = [\"jitsi\"]\ncores = 8\n"
+    );
+    let e = error(&src);
+    assert!(
+        e.message.contains("host_key must be an SSH public key"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), position_of(&src, "\"not a key\""));
+}
+
+#[test]
+fn static_host_is_read() {
+    let src = format!(
+        "{GOOD}\n[[static_host]]\nname = \"coop\"\naddress = \"192.0.2.10\"\nhost_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxyz0123456789\"\nroles = [\"jitsi\", \"coturn\"]\ncores = 8\n"
+    );
+    let e = parse(&src).unwrap();
+    assert_eq!(
+        e.static_hosts[0].roles,
+        vec![conference::Role::Jitsi, conference::Role::Coturn]
+    );
+    assert_eq!(e.static_hosts[0].ssh_port, 22);
+}
+
+#[test]
+fn missing_schedule_file_is_named() {
+    let src = GOOD.replace(
+        "attendees = 100",
+        "attendees = 100\nschedule = \"nope.xml\"",
+    );
+    let e = error(&src);
+    assert!(e.message.contains("nope.xml does not exist"), "{e}");
+}
+
+#[test]
+fn schedule_session_in_an_unknown_room_fails_the_event() {
+    let dir = std::env::temp_dir().join(format!("venue-event-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("schedule.xml"),
+        r#"<schedule><day date="2024-05-01"><room name="Ballroom"><event guid="g1"><date>2024-05-01T10:00:00+02:00</date><duration>00:30</duration><title>T</title></event></room></day></schedule>"#,
+    )
+    .unwrap();
+    let src = GOOD.replace(
+        "attendees = 100",
+        "attendees = 100\nschedule = \"schedule.xml\"",
+    );
+    std::fs::write(dir.join("event.toml"), &src).unwrap();
+    let e = Event::load(&dir.join("event.toml")).unwrap_err();
+    assert!(e.file.ends_with("schedule.xml"), "{e}");
+    assert!(e.message.contains("room `Ballroom`"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn no_days_or_no_rooms() {
+    let src = GOOD.replace(
+        "[[day]]\ndate = \"2024-05-01\"\nopen = \"09:00\"\nclose = \"17:00\"\n",
+        "",
+    );
+    assert!(error(&src).message.contains("no days"));
+}
