@@ -7,7 +7,8 @@ mod times;
 
 use std::path::Path;
 
-use chrono::{DateTime, Duration, NaiveTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::error::{did_you_mean, InputError};
@@ -50,6 +51,17 @@ const DAY_CHANGE: NaiveTime = match NaiveTime::from_hms_opt(6, 0, 0) {
     Some(t) => t,
     None => panic!("valid time"),
 };
+
+/// The event day a session starting at `start` belongs to, in zone `tz`.
+pub fn event_day(start: DateTime<Utc>, tz: Tz) -> NaiveDate {
+    let local = start.with_timezone(&tz);
+    let date = local.date_naive();
+    if local.time() < DAY_CHANGE {
+        date.pred_opt().unwrap_or(date)
+    } else {
+        date
+    }
+}
 
 /// Reads `file` (format by its content: `<` for frab XML, `{` for pretalx
 /// JSON) and attaches its sessions to `event`'s rooms and days.
@@ -106,10 +118,7 @@ fn attach(
             })?;
         session.room = room.name.clone();
         let local = session.start.with_timezone(&event.timezone);
-        let mut date = local.date_naive();
-        if local.time() < DAY_CHANGE {
-            date = date.pred_opt().unwrap_or(date);
-        }
+        let date = event_day(session.start, event.timezone);
         if !event.days.iter().any(|d| d.date == date) {
             let days: Vec<String> = event.days.iter().map(|d| d.date.to_string()).collect();
             return Err(err(format!(

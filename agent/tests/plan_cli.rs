@@ -1,0 +1,103 @@
+//! `venue plan` as an organiser runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn venue(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_venue"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("HCLOUD_TOKEN")
+        .output()
+        .expect("venue runs")
+}
+
+#[test]
+fn lpc_2020_json_plan() {
+    let out = venue(&["plan", "hosts/lpc-2020/event.toml", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["event"], "lpc-2020");
+    let servers = plan["servers"].as_array().unwrap();
+    let bbb: u64 = servers
+        .iter()
+        .filter(|s| s["role"] == "bbb")
+        .map(|s| s["count"].as_u64().unwrap())
+        .sum();
+    assert!((3..=7).contains(&bbb), "{bbb}");
+    let total = plan["total_eur"].as_f64().unwrap();
+    assert!(total > 0.0);
+    let sum: f64 = servers
+        .iter()
+        .map(|s| s["cost_eur"].as_f64().unwrap())
+        .sum();
+    assert!((sum - total).abs() < 1e-6, "{sum} vs {total}");
+    for s in servers {
+        let expected = s["count"].as_f64().unwrap()
+            * s["hours"].as_f64().unwrap()
+            * s["price_hourly_eur"].as_f64().unwrap();
+        assert!(
+            (expected - s["cost_eur"].as_f64().unwrap()).abs() < 1e-6,
+            "{s}"
+        );
+    }
+    let warnings = plan["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("Refereed Track")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn human_table_lists_roles_and_total() {
+    let out = venue(&["plan", "hosts/nixcon-2020/event.toml"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("jitsi") && text.contains("portal") && text.contains("total"),
+        "{text}"
+    );
+    assert!(text.contains("bundled table of"), "{text}");
+}
+
+#[test]
+fn malformed_event_gives_file_line_column_and_fails() {
+    let dir = std::env::temp_dir().join(format!("venue-plan-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("event.toml");
+    std::fs::write(&file, "id = \"x\"\nname = \"X\"\ntimezone = \"UTC\"\ndomain = \"x.org\"\nattendees = 5\n[[day]]\ndate = \"2024-01-01\"\nopen = \"10:00\"\nclose = \"09:00\"\n[[room]]\nname = \"A\"\nkind = \"session\"\npeak = 3\n").unwrap();
+    let out = venue(&["plan", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&format!("{}:9:9:", file.display())), "{err}");
+    assert!(err.contains("must close after it opens"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is printed as if it were a plan"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_event_file_is_named() {
+    let out = venue(&["plan", "hosts/nope/event.toml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("hosts/nope/event.toml: cannot read the event file"),
+        "{err}"
+    );
+}
