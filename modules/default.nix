@@ -1,0 +1,14 @@
+# All of venue's NixOS modules. Every role is off until its
+# services.venue.<role>.enable is set, so a host can import this file whole.
+{
+  imports = [
+    ./common.nix
+    ./jitsi.nix
+    ./jvb.nix
+    ./bbb.nix
+    ./coturn.nix
+    ./portal.nix
+    ./hetzner.nix
+    ./vpsadminos.nix
+  ];
+}

@@ -1,0 +1,248 @@
+# The attendee portal: `venue-portal serve` as a hardened systemd service
+# (dynamic user, its SQLite file in a StateDirectory) behind nginx with ACME.
+# Its configuration file names the BBB servers, the Jitsi domain and the
+# TURN server, and only the paths of secrets: systemd copies the root-only
+# secret files into the service's credentials directory at start.
+{ config, lib, pkgs, ... }:
+
+let
+  venue = config.services.venue;
+  cfg = venue.portal;
+  toml = pkgs.formats.toml { };
+
+  unit = "venue-portal";
+  credDir = "/run/credentials/${unit}.service";
+
+  # Credential names must be unique; one per distinct secret file.
+  bbbSecretFiles = lib.unique (map (s: s.secretFile) cfg.bbbServers);
+  bbbCredName = file: "bbb-secret-${toString (lib.lists.findFirstIndex (f: f == file) 0 bbbSecretFiles)}";
+
+  portalConfig = {
+    session_secret_file = "${credDir}/portal-session";
+    public_url = cfg.publicUrl;
+    poll_interval_seconds = cfg.pollIntervalSeconds;
+    bbb = map
+      (s: {
+        inherit (s) name url checksum;
+        secret_file = "${credDir}/${bbbCredName s.secretFile}";
+      })
+      cfg.bbbServers;
+  } // lib.optionalAttrs (cfg.jitsi.domain != null) {
+    jitsi = {
+      inherit (cfg.jitsi) domain;
+      app_id = cfg.jitsi.appId;
+      secret_file = "${credDir}/jwt-secret";
+    };
+  } // lib.optionalAttrs (venue.turn.host != null) {
+    turn = {
+      uris = [
+        "turn:${venue.turn.host}:${toString venue.turn.port}?transport=udp"
+        "turns:${venue.turn.host}:${toString venue.turn.tlsPort}?transport=tcp"
+      ];
+      secret_file = "${credDir}/turn-secret";
+      ttl_seconds = venue.turn.ttl;
+    };
+  };
+
+  configFile = toml.generate "venue-portal.toml" portalConfig;
+
+  credentials =
+    [ "portal-session:${cfg.sessionSecretFile}" ]
+    ++ map (f: "${bbbCredName f}:${f}") bbbSecretFiles
+    ++ lib.optional (cfg.jitsi.domain != null) "jwt-secret:${cfg.jitsi.secretFile}"
+    ++ lib.optional (venue.turn.host != null) "turn-secret:${venue.turn.secretFile}";
+
+  # Admin commands must run as the service's dynamic user, or the SQLite
+  # file they touch would end up owned by root.
+  portalCtl = pkgs.writeShellScriptBin "venue-portal-ctl" ''
+    exec ${config.systemd.package}/bin/systemd-run --quiet --wait --pipe --collect \
+      -p DynamicUser=yes -p User=${unit} -p StateDirectory=${unit} \
+      -- ${lib.getExe' cfg.package "venue-portal"} "$@" --state /var/lib/${unit}
+  '';
+in
+{
+  imports = [ ./common.nix ];
+
+  options.services.venue.portal = with lib.types; {
+    enable = lib.mkEnableOption "the venue's attendee portal";
+
+    package = lib.mkOption {
+      type = package;
+      description = "The venue-portal package (this flake's `packages.<system>.venue-portal`).";
+    };
+
+    hostName = lib.mkOption {
+      type = str;
+      example = "lpc-2020-portal-1.lpc.example.org";
+      description = "Public name of the portal.";
+    };
+
+    eventFile = lib.mkOption {
+      type = path;
+      example = lib.literalExpression ''"''${./hosts/lpc-2020}/event.toml"'';
+      description = ''
+        The event description (event.toml); it holds no secret. The schedule
+        file it names is read from the same directory, so pass the folder
+        (as in the example) rather than the file alone.
+      '';
+    };
+
+    publicUrl = lib.mkOption {
+      type = str;
+      default = "https://${cfg.hostName}";
+      defaultText = lib.literalExpression ''"https://''${config.services.venue.portal.hostName}"'';
+      description = "The portal's public URL: BBB's logout URL points back here; https makes cookies Secure.";
+    };
+
+    listen = lib.mkOption {
+      type = str;
+      default = "127.0.0.1:8087";
+      description = "Local address the portal listens on; nginx proxies to it.";
+    };
+
+    pollIntervalSeconds = lib.mkOption {
+      type = ints.positive;
+      default = 10;
+      description = "How often the portal polls each BigBlueButton server for its load.";
+    };
+
+    sessionSecretFile = lib.mkOption {
+      type = str;
+      default = "${venue.secretsDir}/portal-session";
+      defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/portal-session"'';
+      description = "File holding the key that signs the portal's cookies.";
+    };
+
+    bbbServers = lib.mkOption {
+      default = [ ];
+      description = "BigBlueButton servers the portal places rooms on.";
+      type = listOf (submodule {
+        options = {
+          name = lib.mkOption {
+            type = str;
+            example = "lpc-2020-bbb-1";
+            description = "Server name (the fleet's host name).";
+          };
+          url = lib.mkOption {
+            type = str;
+            example = "https://lpc-2020-bbb-1.lpc.example.org/bigbluebutton/api";
+            description = "API endpoint.";
+          };
+          secretFile = lib.mkOption {
+            type = str;
+            default = "${venue.secretsDir}/bbb-secret";
+            defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/bbb-secret"'';
+            description = "File holding the server's shared secret.";
+          };
+          checksum = lib.mkOption {
+            type = enum [ "sha1" "sha256" ];
+            default = "sha256";
+            description = "Checksum algorithm of the API calls.";
+          };
+        };
+      });
+    };
+
+    jitsi = {
+      domain = lib.mkOption {
+        type = nullOr str;
+        default = null;
+        example = "lpc-2020-jitsi-1.lpc.example.org";
+        description = "The Jitsi Meet host; null when the event has no Jitsi rooms.";
+      };
+
+      appId = lib.mkOption {
+        type = str;
+        default = "venue";
+        description = "Issuer (`iss`) of the tokens; prosody's app_id.";
+      };
+
+      secretFile = lib.mkOption {
+        type = str;
+        default = "${venue.secretsDir}/jwt-secret";
+        defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/jwt-secret"'';
+        description = "File holding the HS256 secret shared with prosody.";
+      };
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    # Wire in the roles that run on this very host.
+    services.venue.portal = {
+      jitsi = lib.mkIf (venue.jitsi.enable or false) {
+        domain = lib.mkDefault venue.jitsi.hostName;
+        appId = lib.mkDefault venue.jitsi.jwt.appId;
+        secretFile = lib.mkDefault venue.jitsi.jwt.secretFile;
+      };
+      bbbServers = lib.mkIf (venue.bbb.enable or false) [{
+        name = config.networking.hostName;
+        url = "https://${venue.bbb.hostName}/bigbluebutton/api";
+        secretFile = venue.bbb.secretFile;
+      }];
+    };
+
+    systemd.services.${unit} = {
+      description = "venue attendee portal";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network-online.target" ];
+      wants = [ "network-online.target" ];
+      restartTriggers = [ configFile cfg.eventFile ];
+      serviceConfig = {
+        ExecStart = lib.escapeShellArgs [
+          (lib.getExe' cfg.package "venue-portal")
+          "serve"
+          "--event"
+          "${cfg.eventFile}"
+          "--listen"
+          cfg.listen
+          "--state"
+          "/var/lib/${unit}"
+          "--config"
+          "${configFile}"
+        ];
+        LoadCredential = credentials;
+        DynamicUser = true;
+        User = unit;
+        StateDirectory = unit;
+        StateDirectoryMode = "0700";
+        Restart = "on-failure";
+        # Hardening: a network server that writes only its state directory.
+        CapabilityBoundingSet = "";
+        NoNewPrivileges = true;
+        PrivateDevices = true;
+        PrivateTmp = true;
+        PrivateUsers = true;
+        ProtectClock = true;
+        ProtectControlGroups = true;
+        ProtectHome = true;
+        ProtectHostname = true;
+        ProtectKernelLogs = true;
+        ProtectKernelModules = true;
+        ProtectKernelTunables = true;
+        ProtectProc = "invisible";
+        ProtectSystem = "strict";
+        RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [ "@system-service" "~@privileged @resources" ];
+        UMask = "0077";
+      };
+    };
+
+    environment.systemPackages = [ portalCtl ];
+
+    services.nginx.virtualHosts.${cfg.hostName} = {
+      enableACME = true;
+      forceSSL = true;
+      locations."/".proxyPass = "http://${cfg.listen}";
+    };
+
+    networking.firewall.allowedTCPPorts = [ 80 443 ];
+
+    services.venue.healthz.checks.portal = "http://${cfg.listen}/healthz";
+  };
+}

@@ -1,0 +1,56 @@
+# Evaluates nix/lib.nix's mkFleet without nixpkgs: nixosSystem is a stub
+# that returns its arguments, and the host module gets a stub lib. Run:
+#   nix-instantiate --eval --strict nix/lib-test.nix
+# It throws on the first failed check and otherwise prints the host names.
+let
+  fleetLib = import ./lib.nix {
+    nixosSystem = args: args;
+    modules = [ "venue-modules" ];
+  };
+
+  fleet = {
+    event = "lpc-2020";
+    domain = "lpc.example.org";
+    servers = [
+      { name = "lpc-2020-bbb-1"; role = "bbb"; server_type = "ccx33"; location = "fsn1"; ipv4 = "203.0.113.7"; ipv6 = "2001:db8::1"; static = false; }
+      { name = "lpc-2020-bbb-2"; role = "bbb"; server_type = "ccx33"; location = "fsn1"; ipv4 = "203.0.113.8"; ipv6 = "2001:db8:1::1"; static = false; }
+      { name = "lpc-2020-jitsi-1"; role = "jitsi"; server_type = "cpx31"; location = "fsn1"; ipv4 = "203.0.113.9"; ipv6 = "2001:db8:2::1"; static = false; }
+      { name = "lpc-2020-jvb-1"; role = "jvb"; server_type = "cpx31"; location = "fsn1"; ipv4 = "203.0.113.10"; ipv6 = "2001:db8:3::1"; static = false; }
+      { name = "lpc-2020-coturn-1"; role = "coturn"; server_type = "cx22"; location = "fsn1"; ipv4 = "203.0.113.11"; ipv6 = "2001:db8:4::1"; static = false; }
+      { name = "lpc-2020-portal-1"; role = "portal"; server_type = "cx22"; location = "fsn1"; ipv4 = "198.51.100.2"; ipv6 = "2001:db8:5::1"; static = true; }
+    ];
+  };
+
+  hosts = fleetLib.mkFleet { inherit fleet; extraModules = [ "extra" ]; eventFile = "/abs/event.toml"; };
+
+  stubLib = { mkDefault = v: v; };
+  hostConfig = name: (builtins.elemAt hosts.${name}.modules 1) { lib = stubLib; };
+  venue = name: (hostConfig name).services.venue;
+
+  check = cond: msg: if cond then true else throw "lib-test: ${msg}";
+
+  # The portal is static: compute its configuration through a fleet where it is not.
+  portalFleet = fleet // {
+    servers = map (s: s // { static = false; }) fleet.servers;
+  };
+  portal = ((builtins.elemAt (fleetLib.mkFleet { fleet = portalFleet; }).lpc-2020-portal-1.modules 1) { lib = stubLib; }).services.venue.portal;
+
+  checks = [
+    (check (builtins.attrNames hosts == [ "lpc-2020-bbb-1" "lpc-2020-bbb-2" "lpc-2020-coturn-1" "lpc-2020-jitsi-1" "lpc-2020-jvb-1" ]) "static hosts are left out")
+    (check (let m = hosts.lpc-2020-bbb-1.modules; in builtins.length m == 3 && builtins.head m == "venue-modules" && builtins.elemAt m 2 == "extra") "module order")
+    (check ((hostConfig "lpc-2020-bbb-1").networking.hostName == "lpc-2020-bbb-1") "host name")
+    (check ((venue "lpc-2020-bbb-1").bbb.hostName == "lpc-2020-bbb-1.lpc.example.org") "bbb public name")
+    (check ((venue "lpc-2020-bbb-2").bbb.externalIPv4 == "203.0.113.8") "bbb address")
+    (check ((venue "lpc-2020-bbb-1").hetzner.ipv6Address == "2001:db8::1") "ipv6 address")
+    (check ((venue "lpc-2020-bbb-1").turn.host == "lpc-2020-coturn-1.lpc.example.org") "turn host")
+    (check ((venue "lpc-2020-jitsi-1").jitsi.bridges.acceptRemote) "jitsi accepts the extra bridge")
+    (check ((venue "lpc-2020-jvb-1").jvb.mainHost == "lpc-2020-jitsi-1.lpc.example.org") "jvb joins the main host")
+    (check ((venue "lpc-2020-jvb-1").jvb.nickname == "lpc-2020-jvb-1") "jvb nickname")
+    (check ((venue "lpc-2020-coturn-1").coturn.hostName == "lpc-2020-coturn-1.lpc.example.org") "coturn name")
+    (check (map (b: b.url) portal.bbbServers == [ "https://lpc-2020-bbb-1.lpc.example.org/bigbluebutton/api" "https://lpc-2020-bbb-2.lpc.example.org/bigbluebutton/api" ]) "portal bbb servers")
+    (check (portal.jitsi.domain == "lpc-2020-jitsi-1.lpc.example.org") "portal jitsi domain")
+    (check (!(portal ? eventFile)) "no eventFile unless given")
+    (check ((builtins.tryEval (fleetLib.mkFleet { fleet = { servers = [ ]; }; })).success == false) "fleet without domain is refused")
+  ];
+in
+builtins.deepSeq checks (builtins.attrNames hosts)

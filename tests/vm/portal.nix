@@ -1,0 +1,129 @@
+# The attendee portal behind nginx: the service is up, the login page is
+# served, and a ticket holder who logs in (email, code, CSRF token) gets a
+# join URL for a Jitsi room with a token signed with the venue's JWT secret.
+{ pkgs, venueModules, portalPackage }:
+
+pkgs.testers.runNixOSTest {
+  name = "venue-portal";
+
+  nodes = {
+    portal = {
+      imports = [
+        venueModules
+        (import ./secrets.nix {
+          portal-session = "test-portal-session-key-0123456789";
+          bbb-secret = "test-bbb-secret";
+          jwt-secret = "test-jwt-secret";
+          turn-secret = "test-turn-secret";
+        })
+      ];
+      services.venue = {
+        domain = "test";
+        turn.host = "turn.test";
+        portal = {
+          enable = true;
+          package = portalPackage;
+          hostName = "portal";
+          # Written by the test script: the event has to take place today.
+          eventFile = "/run/venue-test/event.toml";
+          bbbServers = [{ name = "bbb-1"; url = "https://bbb-1.test/bigbluebutton/api"; }];
+          jitsi.domain = "meet.test";
+        };
+      };
+    };
+
+    client = { pkgs, ... }: {
+      environment.systemPackages = [ pkgs.curl ];
+    };
+  };
+
+  testScript = { nodes, ... }: ''
+    import base64
+    import datetime
+    import hashlib
+    import hmac
+    import json
+    import re
+    import shlex
+
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    event = f"""
+    id = "vmtest"
+    name = "venue VM test"
+    timezone = "UTC"
+    domain = "test"
+    attendees = 10
+
+    [[day]]
+    date = "{today}"
+    open = "00:00"
+    close = "23:59"
+
+    [[room]]
+    name = "Hack"
+    kind = "hack"
+    backend = "jitsi"
+    peak = 5
+    """
+
+
+    def curl(args):
+        return client.succeed(f"curl -sSk -c /tmp/jar -b /tmp/jar {args}")
+
+
+    def verify_jwt(token, secret):
+        header, body, signature = token.split(".")
+        expected = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+        given = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        assert hmac.compare_digest(expected, given), "token not signed with the JWT secret"
+        return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+    start_all()
+
+    with subtest("the service starts on the event"):
+        portal.succeed("mkdir -p /run/venue-test")
+        portal.succeed(f"printf %s {shlex.quote(event)} > /run/venue-test/event.toml")
+        portal.succeed("systemctl reset-failed venue-portal.service; systemctl restart venue-portal.service")
+        portal.wait_for_unit("venue-portal.service")
+        portal.wait_for_unit("nginx.service")
+        portal.wait_for_open_port(8087)
+
+    with subtest("its configuration names secret files, never secrets"):
+        config = portal.succeed(
+            "systemctl cat venue-portal.service | grep -o '/nix/store/[^ ]*venue-portal.toml' | head -1"
+        ).strip()
+        portal.succeed(f"grep -q /run/credentials/venue-portal.service/jwt-secret {config}")
+        portal.fail(f"grep -q test-jwt-secret {config}")
+
+    with subtest("health endpoints answer through nginx"):
+        client.wait_for_unit("network.target")
+        client.succeed("curl -sf http://${nodes.portal.networking.primaryIPAddress}/healthz")
+        client.succeed("curl -sf http://${nodes.portal.networking.primaryIPAddress}/healthz/portal")
+
+    with subtest("the login page is served"):
+        page = curl("https://portal/login")
+        assert "<form" in page and 'name="email"' in page and 'name="code"' in page, page
+        csrf = re.search(r'<input[^>]*name="csrf"[^>]*>', page).group(0)
+        csrf = re.search(r'value="([^"]*)"', csrf).group(1)
+
+    with subtest("a ticket holder logs in"):
+        code = portal.succeed("venue-portal-ctl tickets add alice@example.org").split()[-1]
+        status = curl(
+            "-o /dev/null -w '%{http_code}' "
+            + f"--data-urlencode email=alice@example.org --data-urlencode code={code} "
+            + f"--data-urlencode csrf={csrf} https://portal/login"
+        )
+        assert status in ("302", "303"), status
+
+    with subtest("and gets a signed join URL for the hack room"):
+        pages = curl("https://portal/") + curl("https://portal/timetable")
+        urls = re.findall(r"https://meet\.test/[^\"'<\s]*", pages)
+        for link in re.findall(r'href="(/join[^"]*)"', pages):
+            urls.append(curl(f"-o /dev/null -w '%{{redirect_url}}' 'https://portal{link}'"))
+        tokens = [m.group(1) for u in urls for m in [re.search(r"jwt=([A-Za-z0-9_.-]+)", u)] if m]
+        assert tokens, pages
+        claims = verify_jwt(tokens[0], "test-jwt-secret")
+        assert claims["iss"] == "venue" and claims.get("room"), claims
+  '';
+}
