@@ -1,3 +1,6 @@
 //! The `venue` agent as a library, so that tests can drive it in-process.
 
+pub mod cloud;
+pub mod commands;
+pub mod deploy;
 pub mod plan;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use conference::Event;
-use venue_agent::plan;
+use venue_agent::{commands, deploy, plan};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +26,59 @@ enum Command {
         /// The event file (event.toml).
         event: PathBuf,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rent the planned servers on Hetzner Cloud (HCLOUD_TOKEN), write fleet.json.
+    Up {
+        /// The event file (event.toml).
+        event: PathBuf,
+        /// Provision only, do not deploy.
+        #[arg(long)]
+        no_deploy: bool,
+        /// State directory (default: .venue/<event id>/ beside the event file).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy the event's systems onto its rented servers (fleet.json) and static hosts.
+    Deploy {
+        /// The event file (event.toml).
+        event: PathBuf,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// State directory (default: .venue/<event id>/ beside the event file).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the event holds in the cloud: resources, state, age, cost so far.
+    Status {
+        /// The event file (event.toml).
+        event: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete everything labelled for the event, and check that nothing is left.
+    Down {
+        /// The event file (event.toml).
+        event: PathBuf,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// State directory (default: .venue/<event id>/ beside the event file).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -52,7 +105,12 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plan { event, json } => {
             let event = Event::load(&event)?;
-            let prices = plan::prices::PriceTable::bundled();
+            // Live prices with HCLOUD_TOKEN, else the bundled table.
+            let (prices, warning) =
+                commands::block_on(venue_agent::cloud::pricing::live_or_bundled());
+            if let Some(w) = warning {
+                eprintln!("warning: {w}");
+            }
             let plan = plan::plan(&event, &prices)?;
             if json {
                 println!(
@@ -64,5 +122,60 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Up {
+            event,
+            no_deploy,
+            state,
+            json,
+        } => commands::up::run(commands::up::UpOptions {
+            event,
+            state,
+            json,
+            no_deploy,
+        }),
+        Command::Deploy {
+            event: file,
+            host,
+            state,
+            json,
+        } => {
+            let event = Event::load(&file)?;
+            let state = commands::state::StateDir::open(commands::state::StateDir::locate(
+                &file,
+                &event.id,
+                state.as_deref(),
+            ))?;
+            let reports = deploy::command::run(&deploy::command::DeployArgs {
+                event: &event,
+                state: &state,
+                only: host.as_deref(),
+                connect_wait: std::time::Duration::from_secs(60),
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                print!("{}", deploy::command::table(&reports));
+            }
+            if !deploy::command::all_healthy(&reports) {
+                anyhow::bail!("not every host is healthy");
+            }
+            Ok(())
+        }
+        Command::Status { event, json } => {
+            commands::status::run(commands::status::StatusOptions { event, json })
+        }
+        Command::Down {
+            event,
+            dry_run,
+            yes,
+            state,
+            json,
+        } => commands::down::run(commands::down::DownOptions {
+            event,
+            state,
+            dry_run,
+            yes,
+            json,
+        }),
     }
 }

@@ -102,6 +102,7 @@ pub struct Event {
     pub code_of_conduct: Option<String>,
     pub contact: Option<String>,
     pub cloud: Cloud,
+    pub deploy: Deploy,
     pub days: Vec<Day>,
     pub rooms: Vec<Room>,
     pub static_hosts: Vec<StaticHost>,
@@ -121,6 +122,17 @@ pub struct Cloud {
     /// How long before the first day's opening the portal and TURN server are up,
     /// so attendees can log in and test their audio the day before.
     pub portal_early: Duration,
+}
+
+/// How hosts get their systems.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deploy {
+    /// A Nix file `{ fleet }: { <host> = <system>; }`; None: this flake's NixOS hosts.
+    pub systems: Option<PathBuf>,
+    /// How long a switched host may take to answer its health check.
+    pub health_timeout: Duration,
+    /// Hosts deployed at once.
+    pub concurrency: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,6 +240,8 @@ struct RawEvent {
     schedule: Option<Spanned<String>>,
     #[serde(default)]
     cloud: Option<Spanned<RawCloud>>,
+    #[serde(default)]
+    deploy: Option<RawDeploy>,
     #[serde(rename = "day", default)]
     days: Vec<Spanned<RawDay>>,
     #[serde(rename = "room", default)]
@@ -246,6 +260,14 @@ struct RawCloud {
     warmup_minutes: Option<Spanned<i64>>,
     grace_minutes: Option<Spanned<i64>>,
     portal_early_hours: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDeploy {
+    systems: Option<Spanned<String>>,
+    health_timeout_seconds: Option<Spanned<i64>>,
+    concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -309,6 +331,7 @@ impl RawEvent {
         }
         let attendees = non_negative(&self.attendees, "attendees", at)?;
         let cloud = resolve_cloud(self.cloud, at)?;
+        let deploy = resolve_deploy(self.deploy.unwrap_or_default(), path, at)?;
 
         if self.days.is_empty() {
             return Err(InputError::whole_file(
@@ -412,6 +435,7 @@ impl RawEvent {
             code_of_conduct: self.code_of_conduct,
             contact: self.contact,
             cloud,
+            deploy,
             days,
             rooms,
             static_hosts,
@@ -470,6 +494,38 @@ fn resolve_cloud(raw: Option<Spanned<RawCloud>>, at: &At) -> Result<Cloud, Input
         // Sessions overrun; people linger in hallway rooms.
         grace: Duration::minutes(minutes(&raw.grace_minutes, "grace_minutes", 30)?),
         portal_early: Duration::hours(minutes(&raw.portal_early_hours, "portal_early_hours", 24)?),
+    })
+}
+
+fn resolve_deploy(raw: RawDeploy, path: &Path, at: &At) -> Result<Deploy, InputError> {
+    let systems = match &raw.systems {
+        None => None,
+        Some(rel) => {
+            let file = path.parent().unwrap_or(Path::new(".")).join(rel.get_ref());
+            if !file.is_file() {
+                return Err(at(
+                    rel.span().start,
+                    format!("systems file {} does not exist", file.display()),
+                ));
+            }
+            Some(file)
+        }
+    };
+    let health = match &raw.health_timeout_seconds {
+        None => 120,
+        Some(v) => non_negative(v, "health_timeout_seconds", at)?,
+    };
+    let concurrency = match &raw.concurrency {
+        None => 8,
+        Some(v) => match non_negative(v, "concurrency", at)? {
+            0 => return Err(at(v.span().start, "concurrency must be at least 1".into())),
+            n => n,
+        },
+    };
+    Ok(Deploy {
+        systems,
+        health_timeout: Duration::seconds(i64::from(health)),
+        concurrency,
     })
 }
 

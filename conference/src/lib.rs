@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod event;
+pub mod protocol;
 pub mod schedule;
 
 pub use error::InputError;

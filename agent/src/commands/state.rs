@@ -1,0 +1,97 @@
+//! The event's local state directory, `.venue/<event-id>/` beside event.toml
+//! (mode 0700): the deploy key, the pinned host keys, fleet.json and a
+//! journal. It is a cache: the cloud's labels are the truth, and a lost state
+//! directory costs new keys, never a lost server.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+pub struct StateDir {
+    pub dir: PathBuf,
+}
+
+impl StateDir {
+    /// `dir` when given (`--state`), else `.venue/<event-id>/` beside the event file.
+    pub fn locate(event_file: &Path, event_id: &str, dir: Option<&Path>) -> PathBuf {
+        match dir {
+            Some(d) => d.to_path_buf(),
+            None => event_file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(".venue")
+                .join(event_id),
+        }
+    }
+
+    /// Opens (creating it, mode 0700) the state directory.
+    pub fn open(dir: PathBuf) -> Result<StateDir> {
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private (0700)", dir.display()))?;
+        Ok(StateDir { dir })
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Writes a file atomically (temp file, then rename) with `mode`.
+    pub fn write(&self, rel: &str, contents: &[u8], mode: u32) -> Result<PathBuf> {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            // Every directory below the state directory is private too.
+            let mut dir = parent;
+            while dir.starts_with(&self.dir) && dir != self.dir {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).ok();
+                dir = dir.parent().unwrap_or(&self.dir);
+            }
+        }
+        // A temp name of its own per writer: `key` and `key.pub` must not share one.
+        let tmp = path.with_file_name(format!(
+            ".{}.{}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+            std::process::id()
+        ));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(contents)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+        fs::rename(&tmp, &path).with_context(|| format!("moving {} into place", path.display()))?;
+        Ok(path)
+    }
+
+    pub fn read(&self, rel: &str) -> Option<String> {
+        fs::read_to_string(self.path(rel)).ok()
+    }
+
+    /// Appends one line to `journal.jsonl`: what was asked or done, when.
+    /// Best effort: the journal only helps a human see what happened.
+    pub fn journal(&self, command: &str, what: &str) {
+        let line =
+            json!({"time": chrono::Utc::now().to_rfc3339(), "command": command, "what": what})
+                .to_string();
+        let res = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(self.path("journal.jsonl"))
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "cannot append to the journal");
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! `venue up`: rent what the plan says. Idempotent and resumable: every step
+//! first looks at what the cloud already holds for the event (by label, and
+//! by name where names are unique) and creates only what is missing. A
+//! request whose answer got lost is safe to repeat: names are unique per
+//! project, so a repeated create answers `uniqueness_error` and we adopt
+//! the resource that the first attempt made.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use conference::Event;
+use futures_util::stream::{self, StreamExt};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::json;
+
+use super::fleet::{self, Fleet};
+use super::inventory::ip_ids;
+use super::keys;
+use super::state::StateDir;
+use crate::cloud::types::{Firewall, PrimaryIp, Server, SshKey};
+use crate::cloud::{actions, labels, Client, CloudError};
+use crate::plan::{self, Plan, PlannedServer};
+
+/// Requests in flight at once while creating servers or labelling addresses.
+const PARALLEL: usize = 5;
+/// How long servers may take to be created and to start.
+const SERVER_WAIT: Duration = Duration::from_secs(15 * 60);
+/// Rounds of "create what is missing" when creations fail.
+const ROUNDS: usize = 3;
+
+pub struct UpOptions {
+    pub event: PathBuf,
+    pub state: Option<PathBuf>,
+    pub json: bool,
+    pub no_deploy: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpReport {
+    pub fleet: Fleet,
+    pub created: Vec<String>,
+    pub adopted: Vec<String>,
+    /// Servers labelled for the event that the plan does not name.
+    pub extra: Vec<String>,
+    pub requests: u64,
+    pub fleet_file: PathBuf,
+}
+
+/// The command: load, plan with live prices, provision, then (unless
+/// `--no-deploy`) deploy every host, and print.
+pub fn run(opts: UpOptions) -> Result<()> {
+    let event = Event::load(&opts.event)?;
+    let state = StateDir::open(StateDir::locate(
+        &opts.event,
+        &event.id,
+        opts.state.as_deref(),
+    ))?;
+    let report = super::block_on(async {
+        let client = Client::from_env()?;
+        // The first request: a wrong token stops us here, before anything exists.
+        let prices = crate::cloud::pricing::live(&client)
+            .await
+            .context("reading live prices")?;
+        let plan = plan::plan(&event, &prices)?;
+        provision(&client, &event, &plan, &state).await
+    })?;
+    if !opts.json {
+        print!("{}", fleet::table(&report.fleet));
+        println!(
+            "\n{} created, {} already there; fleet written to {}",
+            report.created.len(),
+            report.adopted.len(),
+            report.fleet_file.display()
+        );
+        for name in &report.extra {
+            println!(
+                "note: {name} is labelled for {} but not in the plan; `venue down` removes it",
+                event.id
+            );
+        }
+    }
+    if opts.no_deploy {
+        if opts.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        return Ok(());
+    }
+    let deployed = crate::deploy::command::run(&crate::deploy::command::DeployArgs {
+        event: &event,
+        state: &state,
+        only: None,
+        // A new server boots, runs cloud-init and starts sshd: give it time.
+        connect_wait: Duration::from_secs(10 * 60),
+    })?;
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"provision": report, "deploy": deployed}))?
+        );
+    } else {
+        print!("\n{}", crate::deploy::command::table(&deployed));
+    }
+    if !crate::deploy::command::all_healthy(&deployed) {
+        bail!("not every host is healthy: see the table above (`venue deploy --host NAME` retries one)");
+    }
+    Ok(())
+}
+
+/// Creates what is missing of the plan's fleet and writes fleet.json.
+pub async fn provision(
+    client: &Client,
+    event: &Event,
+    plan: &Plan,
+    state: &StateDir,
+) -> Result<UpReport> {
+    labels::check_value(&event.id).map_err(|e| anyhow!("event id: {e}"))?;
+    let sent_before = client.requests_sent();
+    state.journal(
+        "up",
+        &format!("start: {} servers planned", plan.fleet().len()),
+    );
+    let key = ensure_ssh_key(client, event, state).await?;
+    let firewall = ensure_firewall(client, event).await?;
+    let planned = plan.fleet();
+    let (mut created, mut adopted) = (Vec::new(), Vec::new());
+
+    let mut servers = list_servers(client, &event.id).await?;
+    for round in 0..ROUNDS {
+        let missing: Vec<&PlannedServer> = planned
+            .iter()
+            .filter(|p| !servers.contains_key(&p.name))
+            .collect();
+        if round == 0 {
+            adopted = planned
+                .iter()
+                .filter(|p| servers.contains_key(&p.name))
+                .map(|p| p.name.clone())
+                .collect();
+        }
+        if missing.is_empty() {
+            break;
+        }
+        // Owned items: futures over borrowed ones are not `Send` for every
+        // lifetime (a rustc limitation), and callers spawn `provision`.
+        let missing: Vec<PlannedServer> = missing.into_iter().cloned().collect();
+        let (key, firewall) = (&key, &firewall);
+        let results: Vec<Result<(Server, Vec<u64>, bool)>> = stream::iter(missing)
+            .map(|p| async move { create_server(client, event, &p, key, firewall, state).await })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let mut action_ids = Vec::new();
+        for r in results {
+            let (server, ids, fresh) = r?;
+            if fresh {
+                created.push(server.name.clone())
+            } else {
+                adopted.push(server.name.clone())
+            }
+            action_ids.extend(ids);
+            servers.insert(server.name.clone(), server);
+        }
+        let finished =
+            actions::wait_all(client, &action_ids, "creating servers", SERVER_WAIT).await?;
+        let failed: Vec<u64> = finished
+            .iter()
+            .filter(|a| a.status == "error")
+            .flat_map(|a| {
+                a.resources
+                    .iter()
+                    .filter(|r| r.kind == "server")
+                    .map(|r| r.id)
+            })
+            .collect();
+        if failed.is_empty() {
+            break;
+        }
+        // A server whose creation failed is broken: delete it and make it again.
+        let err = actions::first_error(&finished)
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        tracing::warn!(count = failed.len(), error = %err, "server creation failed; deleting and retrying");
+        if round + 1 == ROUNDS {
+            bail!("creating servers failed {ROUNDS} times; last error: {err}");
+        }
+        let mut delete_actions = Vec::new();
+        for id in &failed {
+            state.journal("up", &format!("deleting failed server {id}"));
+            match client
+                .request(Method::DELETE, &format!("/servers/{id}"), &[], None)
+                .await
+            {
+                Ok(v) => delete_actions.extend(v["action"]["id"].as_u64()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            servers.retain(|_, s| s.id != *id);
+            created.retain(|n| servers.contains_key(n));
+        }
+        actions::wait_all(
+            client,
+            &delete_actions,
+            "deleting failed servers",
+            SERVER_WAIT,
+        )
+        .await?;
+    }
+
+    let servers = settle(client, &event.id, &planned).await?;
+    label_addresses(client, &event.id, &servers).await?;
+    let extra: Vec<String> = servers
+        .values()
+        .filter(|s| !planned.iter().any(|p| p.name == s.name))
+        .map(|s| s.name.clone())
+        .collect();
+    let all: Vec<Server> = servers.into_values().collect();
+    let fleet = fleet::build(event, &planned, &all);
+    let fleet_file = fleet::write(state, &fleet)?;
+    state.journal(
+        "up",
+        &format!("done: {} created, {} adopted", created.len(), adopted.len()),
+    );
+    adopted.sort();
+    adopted.dedup();
+    Ok(UpReport {
+        fleet,
+        created,
+        adopted,
+        extra,
+        requests: client.requests_sent() - sent_before,
+        fleet_file,
+    })
+}
+
+async fn list_servers(client: &Client, event: &str) -> Result<BTreeMap<String, Server>> {
+    let servers: Vec<Server> = client
+        .list(
+            "/servers",
+            &[("label_selector", labels::selector(event))],
+            "servers",
+        )
+        .await?;
+    Ok(servers
+        .into_iter()
+        .filter(|s| labels::belongs(&s.labels, event))
+        .map(|s| (s.name.clone(), s))
+        .collect())
+}
+
+/// The event's deploy key in the cloud: found by fingerprint, else created.
+async fn ensure_ssh_key(client: &Client, event: &Event, state: &StateDir) -> Result<SshKey> {
+    let pair = keys::deploy_key(state, &event.id)?;
+    let fp = keys::md5_fingerprint(&pair.public).ok_or_else(|| {
+        anyhow!(
+            "cannot fingerprint the deploy key {}",
+            state.path("deploy_ed25519.pub").display()
+        )
+    })?;
+    let fp_query = [("fingerprint", fp.clone())];
+    let by_fp = || client.list::<SshKey>("/ssh_keys", &fp_query, "ssh_keys");
+    if let Some(k) = by_fp().await?.into_iter().next() {
+        return Ok(k);
+    }
+    let name = format!("venue-{}-deploy", event.id);
+    let body = json!({"name": name, "public_key": pair.public, "labels": labels::event(&event.id)});
+    for _ in 0..2 {
+        match client
+            .request(Method::POST, "/ssh_keys", &[], Some(&body))
+            .await
+        {
+            Ok(v) => {
+                state.journal("up", &format!("created ssh key {name}"));
+                return Ok(crate::cloud::client::decode(
+                    &v,
+                    "ssh_key",
+                    "POST",
+                    "/ssh_keys",
+                )?);
+            }
+            Err(e) if e.is_uniqueness() => {
+                if let Some(k) = by_fp().await?.into_iter().next() {
+                    return Ok(k);
+                }
+                // The name is taken by another key: ours from a lost state
+                // directory (replace it), or someone else's (stop).
+                let same_name: Vec<SshKey> = client
+                    .list("/ssh_keys", &[("name", name.clone())], "ssh_keys")
+                    .await?;
+                match same_name.into_iter().next() {
+                    Some(old) if labels::belongs(&old.labels, &event.id) => {
+                        state.journal("up", &format!("replacing ssh key {name} (its private half is not in this state directory)"));
+                        match client.request(Method::DELETE, &format!("/ssh_keys/{}", old.id), &[], None).await {
+                            Ok(_) => {}
+                            Err(e) if e.is_not_found() => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Some(_) => bail!("an SSH key named {name} exists in the project without the label {}={}: rename or delete it", labels::EVENT, event.id),
+                    None => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("could not create the SSH key {name}")
+}
+
+/// The event's firewall: found by label, else created.
+async fn ensure_firewall(client: &Client, event: &Event) -> Result<Firewall> {
+    let sel = [("label_selector", labels::selector(&event.id))];
+    let name = format!("venue-{}", event.id);
+    let found: Vec<Firewall> = client.list("/firewalls", &sel, "firewalls").await?;
+    if let Some(f) = found.iter().find(|f| f.name == name).or(found.first()) {
+        if !super::firewall::same_rules(&f.rules) {
+            // Made by an older venue, or changed by hand: bring it back to
+            // what the roles need (one request and one action).
+            let body = json!({"rules": super::firewall::rules()});
+            let path = format!("/firewalls/{}/actions/set_rules", f.id);
+            let v = client
+                .request(Method::POST, &path, &[], Some(&body))
+                .await?;
+            let ids: Vec<u64> = v["actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["id"].as_u64())
+                .collect();
+            let done =
+                actions::wait_all(client, &ids, "updating firewall rules", SERVER_WAIT).await?;
+            if let Some(e) = actions::first_error(&done) {
+                return Err(
+                    anyhow!(e).context(format!("updating the rules of firewall {}", f.name))
+                );
+            }
+        }
+        return Ok(f.clone());
+    }
+    let body = json!({"name": name, "labels": labels::event(&event.id), "rules": super::firewall::rules()});
+    match client
+        .request(Method::POST, "/firewalls", &[], Some(&body))
+        .await
+    {
+        Ok(v) => Ok(crate::cloud::client::decode(
+            &v,
+            "firewall",
+            "POST",
+            "/firewalls",
+        )?),
+        Err(e) if e.is_uniqueness() => {
+            let same: Vec<Firewall> = client
+                .list("/firewalls", &[("name", name.clone())], "firewalls")
+                .await?;
+            match same.into_iter().next() {
+                Some(f) if labels::belongs(&f.labels, &event.id) => Ok(f),
+                _ => bail!(
+                    "a firewall named {name} exists without the label {}={}: rename or delete it",
+                    labels::EVENT,
+                    event.id
+                ),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates one server; returns it, the actions to wait for, and whether it
+/// is new (false: a previous, unanswered attempt had made it).
+async fn create_server(
+    client: &Client,
+    event: &Event,
+    p: &PlannedServer,
+    key: &SshKey,
+    fw: &Firewall,
+    state: &StateDir,
+) -> Result<(Server, Vec<u64>, bool)> {
+    // The host key is on disk before the server exists, so a crash between
+    // the two leaves a server whose key we still have.
+    let host = keys::host_key(state, &p.name)?;
+    let body = json!({
+        "name": p.name,
+        "server_type": p.server_type,
+        "location": p.location,
+        "image": event.cloud.image,
+        "labels": labels::role(&event.id, &p.role.to_string()),
+        "ssh_keys": [key.name],
+        "firewalls": [{"firewall": fw.id}],
+        "user_data": keys::user_data(&p.name, &host),
+        "start_after_create": true,
+        "public_net": {"enable_ipv4": true, "enable_ipv6": true},
+    });
+    state.journal("up", &format!("creating server {}", p.name));
+    match client
+        .request(Method::POST, "/servers", &[], Some(&body))
+        .await
+    {
+        Ok(v) => {
+            let server: Server = crate::cloud::client::decode(&v, "server", "POST", "/servers")?;
+            let mut ids: Vec<u64> = v["action"]["id"].as_u64().into_iter().collect();
+            ids.extend(
+                v["next_actions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["id"].as_u64()),
+            );
+            state.journal(
+                "up",
+                &format!("created server {} (id {})", p.name, server.id),
+            );
+            Ok((server, ids, true))
+        }
+        Err(e) if e.is_uniqueness() => {
+            let same: Vec<Server> = client
+                .list("/servers", &[("name", p.name.clone())], "servers")
+                .await?;
+            match same.into_iter().next() {
+                Some(s) if labels::belongs(&s.labels, &event.id) => Ok((s, vec![], false)),
+                Some(_) => bail!("a server named {} exists without the label {}={}: venue will not adopt it; rename or delete it", p.name, labels::EVENT, event.id),
+                None => Err(anyhow!(e).context(format!("creating server {}", p.name))),
+            }
+        }
+        Err(e) => Err(anyhow!(e).context(format!("creating server {}", p.name))),
+    }
+}
+
+/// Lists the event's servers until every planned one runs: powers on those
+/// that are off, and waits for those a previous run left starting.
+async fn settle(
+    client: &Client,
+    event: &str,
+    planned: &[PlannedServer],
+) -> Result<BTreeMap<String, Server>> {
+    let started = std::time::Instant::now();
+    let mut interval = client.poll_start();
+    let mut powered: Vec<u64> = Vec::new();
+    loop {
+        let servers = list_servers(client, event).await?;
+        let missing: Vec<&str> = planned
+            .iter()
+            .filter(|p| !servers.contains_key(&p.name))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "servers vanished while `up` ran: {} (run `venue up` again)",
+                missing.join(", ")
+            );
+        }
+        let not_running: Vec<&Server> = planned
+            .iter()
+            .map(|p| &servers[&p.name])
+            .filter(|s| s.status != "running")
+            .collect();
+        if not_running.is_empty() {
+            return Ok(servers);
+        }
+        let mut ids = Vec::new();
+        let off: Vec<u64> = not_running
+            .iter()
+            .filter(|s| s.status == "off" && !powered.contains(&s.id))
+            .map(|s| s.id)
+            .collect();
+        for id in off {
+            let v = client
+                .request(
+                    Method::POST,
+                    &format!("/servers/{id}/actions/poweron"),
+                    &[],
+                    None,
+                )
+                .await?;
+            ids.extend(v["action"]["id"].as_u64());
+            powered.push(id);
+        }
+        if !ids.is_empty() {
+            let done = actions::wait_all(client, &ids, "starting servers", SERVER_WAIT).await?;
+            if let Some(e) = actions::first_error(&done) {
+                return Err(anyhow!(e).context("powering on servers"));
+            }
+            continue;
+        }
+        if started.elapsed() > SERVER_WAIT {
+            let names: Vec<String> = not_running
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.status))
+                .collect();
+            return Err(CloudError::Timeout {
+                what: format!("servers to run: {}", names.join(", ")),
+            }
+            .into());
+        }
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Labels the primary IPs that came with the servers (Hetzner creates them
+/// unlabelled), so that `status` and `down` see them as the event's.
+async fn label_addresses(
+    client: &Client,
+    event: &str,
+    servers: &BTreeMap<String, Server>,
+) -> Result<()> {
+    let labelled: Vec<PrimaryIp> = client
+        .list(
+            "/primary_ips",
+            &[("label_selector", labels::selector(event))],
+            "primary_ips",
+        )
+        .await?;
+    let todo: Vec<(u64, String)> = servers
+        .values()
+        .flat_map(|s| {
+            ip_ids(s)
+                .into_iter()
+                .map(move |id| (id, s.labels.get(labels::ROLE).cloned().unwrap_or_default()))
+        })
+        .filter(|(id, _)| !labelled.iter().any(|p| p.id == *id))
+        .collect();
+    let results: Vec<Result<(), CloudError>> = stream::iter(todo)
+        .map(|(id, role)| async move {
+            let body = json!({"labels": if role.is_empty() { labels::event(event) } else { labels::role(event, &role) }});
+            match client.request(Method::PUT, &format!("/primary_ips/{id}"), &[], Some(&body)).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    results
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .context("labelling primary IPs")?;
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Activation as nixos-rebuild does it: point the system profile at the new
+//! closure, run its switch-to-configuration, then check the role's health
+//! endpoint over a fresh connection. When that fails, go back to the
+//! previous generation.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::ssh::Ssh;
+
+pub const PROFILE: &str = "/nix/var/nix/profiles/system";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activation {
+    /// The new system runs and answers.
+    Switched,
+    /// The host already ran this system and answers.
+    AlreadyActive,
+    /// The new system failed; the previous one is active again.
+    RolledBack { reason: String },
+}
+
+/// Where the health check looks.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub port: u16,
+    pub path: String,
+    pub timeout: Duration,
+}
+
+pub fn current_system(ssh: &Ssh) -> Result<Option<String>> {
+    let out = ssh.run(&format!("readlink -f {PROFILE}"))?;
+    let path = out.stdout.trim();
+    Ok((out.status == 0 && path.starts_with("/nix/store/")).then(|| path.to_owned()))
+}
+
+pub fn activate(
+    ssh: &Ssh,
+    address: &str,
+    system: &str,
+    health: &HealthCheck,
+) -> Result<Activation> {
+    let previous = current_system(ssh)?;
+    if previous.as_deref() == Some(system) && check_health(address, health).is_ok() {
+        return Ok(Activation::AlreadyActive);
+    }
+    ssh.check(&format!("nix-env -p {PROFILE} --set {system}"))
+        .context("set the system profile")?;
+    let switched = ssh.run(&format!("{system}/bin/switch-to-configuration switch"))?;
+    let failure = if switched.status != 0 {
+        Some(format!(
+            "switch-to-configuration exited with {}: {}",
+            switched.status,
+            last_line(&switched.stderr)
+        ))
+    } else {
+        check_health(address, health)
+            .err()
+            .map(|e| format!("{e:#}"))
+    };
+    let Some(reason) = failure else {
+        return Ok(Activation::Switched);
+    };
+    if previous.is_none() {
+        bail!("{reason}; there is no previous generation to roll back to");
+    }
+    tracing::warn!(host = %ssh.host, %reason, "rolling back");
+    ssh.check(&format!("nix-env -p {PROFILE} --rollback"))
+        .context("roll back the system profile")?;
+    ssh.check(&format!("{PROFILE}/bin/switch-to-configuration switch"))
+        .context("switch back to the previous generation")?;
+    Ok(Activation::RolledBack { reason })
+}
+
+/// GET http://address:port/path until it answers 200 or the timeout passes.
+/// A new TCP connection each time: a service that just restarted must accept
+/// new clients, not only keep an old connection.
+pub fn check_health(address: &str, health: &HealthCheck) -> Result<()> {
+    let deadline = Instant::now() + health.timeout;
+    loop {
+        let last = match get_status(address, health.port, &health.path) {
+            Ok(200) => return Ok(()),
+            Ok(code) => format!("answered {code}"),
+            Err(e) => format!("{e}"),
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "health check GET http://{address}:{}{} failed: {last}",
+                health.port,
+                health.path
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn get_status(address: &str, port: u16, path: &str) -> Result<u16> {
+    let addr = (address, port)
+        .to_socket_addrs()?
+        .next()
+        .context("no address")?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nUser-Agent: venue-health\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    let code = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("not an HTTP answer")?;
+    Ok(code)
+}
+
+fn last_line(s: &str) -> &str {
+    s.trim().lines().last().unwrap_or("")
+}

@@ -1,0 +1,212 @@
+//! `venue deploy EVENT.toml [--host NAME]`: deploy the event's fleet (as
+//! recorded in fleet.json by `venue up`) and its static hosts. `venue up`
+//! calls the same after provisioning.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use conference::{Event, Role};
+
+use super::activate::HealthCheck;
+use super::secrets::Secrets;
+use super::{closure, deploy, Host, Options, Outcome, Report};
+use crate::commands::fleet::{render, Fleet};
+use crate::commands::keys;
+use crate::commands::state::StateDir;
+
+pub struct DeployArgs<'a> {
+    pub event: &'a Event,
+    pub state: &'a StateDir,
+    /// Only this host (its name in fleet.json or event.toml).
+    pub only: Option<&'a str>,
+    /// How long a fresh host may take to accept SSH.
+    pub connect_wait: Duration,
+}
+
+/// Deploys and returns one report per host; the caller prints them.
+pub fn run(args: &DeployArgs) -> Result<Vec<Report>> {
+    let fleet_file = args.state.path("fleet.json");
+    let fleet: Fleet = serde_json::from_str(
+        &std::fs::read_to_string(&fleet_file)
+            .with_context(|| format!("read {} (run `venue up` first)", fleet_file.display()))?,
+    )
+    .with_context(|| format!("{} is not a fleet file", fleet_file.display()))?;
+    let mut hosts = hosts(args.event, args.state, &fleet)?;
+    if let Some(only) = args.only {
+        let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        hosts.retain(|h| h.name == only);
+        if hosts.is_empty() {
+            bail!(
+                "no host named {only} in this event (hosts: {})",
+                names.join(", ")
+            );
+        }
+    }
+
+    let systems_file = systems_file(args.event, args.state)?;
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let spinner = indicatif::ProgressBar::new_spinner()
+        .with_message(format!("building {} system(s)", names.len()));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    // One build per host: a host without a system (a static host whose
+    // owner deploys it otherwise) fails alone, not the whole deploy.
+    let mut systems: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut unbuilt: BTreeMap<String, String> = BTreeMap::new();
+    for name in &names {
+        match closure::build(&systems_file, &fleet_file, std::slice::from_ref(name)) {
+            Ok(mut one) => systems.extend(one.remove(name).map(|p| (name.clone(), p))),
+            Err(e) => {
+                unbuilt.insert(name.clone(), format!("{e:#}"));
+            }
+        }
+    }
+    spinner.finish_and_clear();
+
+    let secrets = Secrets::load_or_create(&args.state.dir)?;
+    let identity = args.state.path("deploy_ed25519");
+    keys::deploy_key(args.state, &args.event.id)?;
+    let opts = Options {
+        user: "root".into(),
+        identity,
+        concurrency: args.event.deploy.concurrency as usize,
+        connect_wait: args.connect_wait,
+        health: HealthCheck {
+            port: 80,
+            path: "/healthz".into(),
+            timeout: args
+                .event
+                .deploy
+                .health_timeout
+                .to_std()
+                .unwrap_or(Duration::from_secs(120)),
+        },
+        substitute: true,
+        work_dir: args.state.dir.clone(),
+    };
+    let mut reports = deploy(&hosts, &systems, &secrets, &opts);
+    for r in &mut reports {
+        if let Some(e) = unbuilt.remove(&r.host) {
+            r.message = e;
+        }
+    }
+    for r in &reports {
+        args.state.journal(
+            "deploy",
+            &format!(
+                "{}: {:?} ({} paths copied)",
+                r.host, r.outcome, r.copied_paths
+            ),
+        );
+    }
+    Ok(reports)
+}
+
+/// True when every host runs its new (or unchanged) system.
+pub fn all_healthy(reports: &[Report]) -> bool {
+    reports
+        .iter()
+        .all(|r| matches!(r.outcome, Outcome::Healthy | Outcome::Unchanged))
+}
+
+/// The hosts of fleet.json, one per name (a static host may hold several
+/// roles), with the host key to pin: the one venue generated for a rented
+/// server, the one event.toml gives for a static host.
+fn hosts(event: &Event, state: &StateDir, fleet: &Fleet) -> Result<Vec<Host>> {
+    let mut hosts: Vec<Host> = Vec::new();
+    for s in &fleet.servers {
+        let role: Role = serde_json::from_value(serde_json::Value::String(s.role.clone()))
+            .with_context(|| format!("fleet.json: {} has unknown role {}", s.name, s.role))?;
+        if let Some(h) = hosts.iter_mut().find(|h| h.name == s.name) {
+            h.roles.push(role);
+            continue;
+        }
+        let (address, port, host_key) = if s.is_static {
+            let st = event
+                .static_hosts
+                .iter()
+                .find(|h| h.name == s.name)
+                .with_context(|| {
+                    format!(
+                        "fleet.json names static host {}, which event.toml does not have",
+                        s.name
+                    )
+                })?;
+            (st.address.clone(), st.ssh_port, st.host_key.clone())
+        } else {
+            let key_file = format!("hosts/{}/ssh_host_ed25519_key.pub", s.name);
+            let key = state.read(&key_file).with_context(|| {
+                format!(
+                    "no pinned host key for {} ({} is missing)",
+                    s.name,
+                    state.path(&key_file).display()
+                )
+            })?;
+            let address = s
+                .ipv4
+                .clone()
+                .or_else(|| s.ipv6.clone())
+                .with_context(|| format!("fleet.json: {} has no address", s.name))?;
+            (address, 22, key.trim().to_owned())
+        };
+        hosts.push(Host {
+            name: s.name.clone(),
+            roles: vec![role],
+            address,
+            port,
+            host_key,
+        });
+    }
+    Ok(hosts)
+}
+
+/// The Nix file that maps fleet.json to systems: event.toml's
+/// `deploy.systems`, else this flake's `lib.mkFleet`.
+fn systems_file(event: &Event, state: &StateDir) -> Result<PathBuf> {
+    if let Some(file) = &event.deploy.systems {
+        return Ok(file.clone());
+    }
+    let flake = find_flake(&event.file)
+        .context("no deploy.systems in event.toml and no flake.nix above it")?;
+    let expr = closure::flake_systems_expr(&flake)?;
+    state.write("flake-systems.nix", format!("{expr}\n").as_bytes(), 0o644)
+}
+
+fn find_flake(event_file: &Path) -> Option<PathBuf> {
+    let start = event_file.canonicalize().ok()?;
+    start
+        .ancestors()
+        .skip(1)
+        .find(|d| d.join("flake.nix").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// The summary table.
+pub fn table(reports: &[Report]) -> String {
+    let mut rows = vec![[
+        "HOST", "ROLES", "ADDRESS", "OUTCOME", "PATHS", "SENT", "SECONDS", "MESSAGE",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in reports {
+        rows.push(vec![
+            r.host.clone(),
+            r.roles
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            r.address.clone(),
+            serde_json::to_value(r.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            r.copied_paths.to_string(),
+            super::human_bytes(r.copied_bytes),
+            format!("{:.1}", r.seconds),
+            r.message.clone(),
+        ]);
+    }
+    render(&rows)
+}

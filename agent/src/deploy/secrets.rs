@@ -1,0 +1,153 @@
+//! The event's secrets: generated once by the agent, kept in the event's
+//! local state (mode 0600), uploaded as files (mode 0400) under
+//! /var/lib/venue/secrets. They never enter the Nix store or a log.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use conference::Role;
+
+use super::ssh::Ssh;
+
+pub const REMOTE_DIR: &str = "/var/lib/venue/secrets";
+
+/// Every secret a venue has, by file name.
+pub const ALL: &[&str] = &[
+    "bbb-secret",
+    "turn-secret",
+    "jwt-secret",
+    "portal-session",
+    "jvb-muc-password",
+];
+
+/// Which secrets a role's services read.
+pub fn for_role(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Bbb => &["bbb-secret", "turn-secret"],
+        Role::Jitsi => &["jwt-secret", "turn-secret", "jvb-muc-password"],
+        Role::Jvb => &["jvb-muc-password"],
+        Role::Coturn => &["turn-secret"],
+        Role::Portal => &["bbb-secret", "jwt-secret", "turn-secret", "portal-session"],
+    }
+}
+
+pub struct Secrets {
+    values: BTreeMap<String, String>,
+    pub file: PathBuf,
+}
+
+/// Never prints a value.
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Reads `dir/secrets.json`, creating whatever secret is missing.
+    pub fn load_or_create(dir: &Path) -> Result<Secrets> {
+        let file = dir.join("secrets.json");
+        let mut values: BTreeMap<String, String> = if file.exists() {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("read {}", file.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON object of secrets", file.display()))?
+        } else {
+            BTreeMap::new()
+        };
+        let mut changed = false;
+        for name in ALL {
+            if !values.contains_key(*name) {
+                values.insert((*name).to_owned(), random_token()?);
+                changed = true;
+            }
+        }
+        let secrets = Secrets { values, file };
+        if changed {
+            secrets.save()?;
+        }
+        Ok(secrets)
+    }
+
+    fn save(&self) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = self.file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.file.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(serde_json::to_string_pretty(&self.values)?.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.file)
+            .with_context(|| format!("write {}", self.file.display()))?;
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// All values, for tests that prove they leaked nowhere.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.values.values().map(String::as_str)
+    }
+
+    /// Uploads the secrets of the host's roles in one round trip; returns
+    /// how many. Each file is written beside its final name with mode 0400
+    /// and renamed into place, so a service never reads half a secret.
+    pub fn upload(&self, ssh: &Ssh, roles: &[Role]) -> Result<usize> {
+        let mut names: Vec<&str> = roles
+            .iter()
+            .flat_map(|r| for_role(*r).iter().copied())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        // "name length\n" then the raw bytes, for each file, on stdin.
+        let mut input = Vec::new();
+        for name in &names {
+            let value = self
+                .get(name)
+                .with_context(|| format!("secret {name} missing from {}", self.file.display()))?;
+            input.extend_from_slice(format!("{name} {}\n", value.len()).as_bytes());
+            input.extend_from_slice(value.as_bytes());
+        }
+        let out = ssh.run_with_input(UPLOAD_SCRIPT, &input)?;
+        if out.status != 0 {
+            bail!(
+                "{}: writing secrets under {REMOTE_DIR} failed: {}",
+                ssh.host,
+                out.stderr.trim()
+            );
+        }
+        Ok(names.len())
+    }
+}
+
+/// Reads what `upload` sends. `read` and `dd bs=1` take exactly their bytes
+/// from the pipe, so one file's content never spills into the next.
+const UPLOAD_SCRIPT: &str =
+    "set -e; umask 0377; d=/var/lib/venue/secrets; mkdir -p $d; chmod 0700 $d; \
+    while read -r name len; do \
+      case $name in ''|*[!a-z0-9-]*) echo \"bad secret name\" >&2; exit 1;; esac; \
+      rm -f $d/.$name.tmp; dd bs=1 count=$len of=$d/.$name.tmp status=none; \
+      chmod 0400 $d/.$name.tmp; mv -f $d/.$name.tmp $d/$name; \
+    done";
+
+/// 32 random bytes as lower-case hex: safe in every config syntax
+/// (BigBlueButton, coturn, prosody) without quoting.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,126 @@
+//! Shared by the cloud tests: a fake cloud, a scratch copy of an example
+//! event, an in-process client, and what the fake holds for an event.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use venue_agent::cloud::retry::Backoff;
+use venue_agent::cloud::{Client, ClientConfig};
+use venue_testbed::spec::{self, Spec};
+use venue_testbed::{FakeCloud, FakeConfig, FakeHandle};
+
+pub const ACTION_MS: u64 = 15;
+
+pub fn fake() -> (String, FakeHandle) {
+    fake_with(FakeConfig {
+        action_duration: Duration::from_millis(ACTION_MS),
+        ..FakeConfig::default()
+    })
+}
+
+pub fn fake_with(cfg: FakeConfig) -> (String, FakeHandle) {
+    FakeCloud::start(cfg)
+}
+
+/// A fresh directory under the system's temp dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "venue-{name}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) * 1000
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_micros() as u64
+}
+
+/// Copies hosts/<name>/ (event.toml and its schedule) into a scratch dir.
+pub fn example_event(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hosts")
+        .join(name);
+    let dir = scratch(name);
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    dir.join("event.toml")
+}
+
+pub fn client(url: &str, token: &str) -> Client {
+    client_polling(url, token, Duration::from_millis(10))
+}
+
+/// A client whose waits start polling after `poll_start`.
+pub fn client_polling(url: &str, token: &str, poll_start: Duration) -> Client {
+    Client::new(ClientConfig {
+        endpoint: url.to_owned(),
+        token: token.to_owned(),
+        backoff: Backoff {
+            base: Duration::from_millis(2),
+            cap: Duration::from_millis(40),
+            attempts: 12,
+        },
+        reserve: 20,
+        timeout: Duration::from_secs(10),
+        poll_start,
+    })
+    .unwrap()
+}
+
+fn has_event(v: &Value, event: &str) -> bool {
+    v["labels"]["venue/event"] == event
+}
+
+/// (servers, primary IPs, firewalls, SSH keys) labelled for `event` in the fake.
+pub fn held(fake: &FakeHandle, event: &str) -> (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>) {
+    fake.with_state(|s| {
+        let f = |v: Vec<Value>| {
+            v.into_iter()
+                .filter(|x| has_event(x, event))
+                .collect::<Vec<_>>()
+        };
+        (
+            f(s.servers()),
+            f(s.primary_ips()),
+            f(s.firewalls()),
+            f(s.ssh_keys()),
+        )
+    })
+}
+
+pub fn held_count(fake: &FakeHandle, event: &str) -> usize {
+    let (a, b, c, d) = held(fake, event);
+    a.len() + b.len() + c.len() + d.len()
+}
+
+/// Every request the agent sent, and every answer, fits the OpenAPI spec.
+pub fn assert_spec_clean(fake: &FakeHandle) {
+    let mut spec = Spec::load(&spec::default_path())
+        .expect("the OpenAPI spec (shared/reference beside the repo)");
+    let xs = fake.exchanges();
+    let errors: Vec<String> = xs
+        .iter()
+        .filter_map(|x| spec.check_exchange(x).err())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} of {} exchanges break the spec:\n{}",
+        errors.len(),
+        xs.len(),
+        errors.join("\n")
+    );
+}

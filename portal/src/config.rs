@@ -1,0 +1,231 @@
+//! The portal's configuration file. It names secret *files*, never secrets:
+//! the agent (or the NixOS module) writes the secrets to disk with mode 0400.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use conference::protocol::bbb::Checksum;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    session_secret_file: Option<PathBuf>,
+    poll_interval_seconds: Option<f64>,
+    /// The portal's public URL (`https://portal.example.org`): BBB's logout
+    /// URL points back here, and cookies get `Secure` when it is https.
+    public_url: Option<String>,
+    /// Timetable window around now.
+    timetable_before_minutes: Option<u32>,
+    timetable_after_minutes: Option<u32>,
+    /// A session's Join button appears this long before it starts.
+    join_early_minutes: Option<u32>,
+    /// How long a login lasts.
+    session_days: Option<u32>,
+    #[serde(default)]
+    bbb: Vec<BbbFile>,
+    jitsi: Option<JitsiFile>,
+    turn: Option<TurnFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BbbFile {
+    name: String,
+    url: String,
+    secret_file: PathBuf,
+    checksum: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JitsiFile {
+    domain: String,
+    app_id: String,
+    secret_file: PathBuf,
+    token_ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TurnFile {
+    uris: Vec<String>,
+    secret_file: PathBuf,
+    ttl_seconds: Option<i64>,
+}
+
+/// One BigBlueButton server.
+#[derive(Clone)]
+pub struct BbbServer {
+    pub name: String,
+    /// The API endpoint, `https://host/bigbluebutton/api`.
+    pub url: String,
+    pub secret: String,
+    pub checksum: Checksum,
+}
+
+impl std::fmt::Debug for BbbServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BbbServer")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("checksum", &self.checksum)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct Jitsi {
+    pub domain: String,
+    pub app_id: String,
+    pub secret: String,
+    pub token_ttl: i64,
+}
+
+#[derive(Clone)]
+pub struct Turn {
+    pub uris: Vec<String>,
+    pub secret: String,
+    pub ttl: i64,
+}
+
+/// The resolved configuration, secrets read.
+#[derive(Clone)]
+pub struct Config {
+    pub session_key: Vec<u8>,
+    pub poll_interval: Duration,
+    pub public_url: Option<String>,
+    pub timetable_before: chrono::Duration,
+    pub timetable_after: chrono::Duration,
+    pub join_early: chrono::Duration,
+    pub session_ttl: chrono::Duration,
+    pub bbb: Vec<BbbServer>,
+    pub jitsi: Option<Jitsi>,
+    pub turn: Option<Turn>,
+}
+
+fn read_secret(path: &Path, what: &str) -> Result<String> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} from {}", path.display()))?;
+    let s = s.trim().to_owned();
+    if s.is_empty() {
+        bail!("the {what} file {} is empty", path.display());
+    }
+    Ok(s)
+}
+
+impl Config {
+    /// Reads `config` (or the development defaults without one); the session
+    /// key comes from the config's `session_secret_file`, else from
+    /// `state/session-key`, generated on first start.
+    pub fn load(config: Option<&Path>, state: &Path) -> Result<Config> {
+        let raw: ConfigFile = match config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end())
+                })?
+            }
+            None => ConfigFile::default(),
+        };
+        let session_key = match &raw.session_secret_file {
+            Some(p) => {
+                let s = read_secret(p, "session secret")?;
+                if s.len() < 16 {
+                    bail!(
+                        "the session secret in {} is too short (at least 16 characters)",
+                        p.display()
+                    );
+                }
+                s.into_bytes()
+            }
+            None => state_key(state)?,
+        };
+        let poll = raw.poll_interval_seconds.unwrap_or(10.0);
+        if !(0.05..=3600.0).contains(&poll) {
+            bail!("poll_interval_seconds must be between 0.05 and 3600, not {poll}");
+        }
+        let mut bbb = Vec::new();
+        for b in raw.bbb {
+            if !(b.url.starts_with("http://") || b.url.starts_with("https://")) {
+                bail!("BBB server {}: url must start with https://", b.name);
+            }
+            if bbb.iter().any(|o: &BbbServer| o.name == b.name) {
+                bail!("BBB server {} is listed twice", b.name);
+            }
+            let checksum = match &b.checksum {
+                None => Checksum::Sha256,
+                Some(c) => c
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("BBB server {}: {e}", b.name))?,
+            };
+            bbb.push(BbbServer {
+                secret: read_secret(&b.secret_file, &format!("BBB secret of {}", b.name))?,
+                name: b.name,
+                url: b.url.trim_end_matches('/').to_owned(),
+                checksum,
+            });
+        }
+        let jitsi = match raw.jitsi {
+            Some(j) => Some(Jitsi {
+                secret: read_secret(&j.secret_file, "Jitsi JWT secret")?,
+                domain: j.domain,
+                app_id: j.app_id,
+                token_ttl: j.token_ttl_seconds.unwrap_or(300).clamp(30, 86400),
+            }),
+            None => None,
+        };
+        let turn = match raw.turn {
+            Some(t) => Some(Turn {
+                secret: read_secret(&t.secret_file, "TURN secret")?,
+                uris: t.uris,
+                ttl: t.ttl_seconds.unwrap_or(86400).clamp(60, 7 * 86400),
+            }),
+            None => None,
+        };
+        let minutes =
+            |m: Option<u32>, default: i64| chrono::Duration::minutes(m.map_or(default, i64::from));
+        Ok(Config {
+            session_key,
+            poll_interval: Duration::from_secs_f64(poll),
+            public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            timetable_before: minutes(raw.timetable_before_minutes, 30),
+            timetable_after: minutes(raw.timetable_after_minutes, 180),
+            join_early: minutes(raw.join_early_minutes, 10),
+            session_ttl: chrono::Duration::days(i64::from(raw.session_days.unwrap_or(14))),
+            bbb,
+            jitsi,
+            turn,
+        })
+    }
+}
+
+/// The development session key: 32 random bytes in `state/session-key`.
+fn state_key(state: &Path) -> Result<Vec<u8>> {
+    let path = state.join("session-key");
+    if let Ok(k) = std::fs::read(&path) {
+        if k.len() >= 32 {
+            return Ok(k);
+        }
+    }
+    let key = crate::random_bytes::<32>().to_vec();
+    write_private(&path, &key)?;
+    Ok(key)
+}
+
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(data)?;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// venue-portal: the attendee portal of a virtual conference.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the portal.
+    Serve {
+        /// The event file (event.toml).
+        #[arg(long)]
+        event: PathBuf,
+        /// Address to listen on, like 127.0.0.1:8080.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// State directory (SQLite database, development session key).
+        #[arg(long, default_value = "/var/lib/venue-portal")]
+        state: PathBuf,
+        /// Configuration file (BBB servers, Jitsi, TURN; secrets as file paths).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage tickets.
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TicketsCommand {
+    /// Import tickets from a CSV file with the header `email,code,role` (role
+    /// attendee or staff; an optional `name` column gives the name shown in
+    /// meetings and matched against the schedule's speakers).
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "/var/lib/venue-portal")]
+        state: PathBuf,
+    },
+    /// Add one ticket with a generated code, and print the code.
+    Add {
+        email: String,
+        /// A staff ticket.
+        #[arg(long)]
+        staff: bool,
+        /// The holder's name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "/var/lib/venue-portal")]
+        state: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            event,
+            listen,
+            state,
+            config,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(portal::serve(portal::ServeOptions {
+                event,
+                listen,
+                state,
+                config,
+            })),
+        Command::Tickets { command } => match command {
+            TicketsCommand::Import { file, state } => {
+                let n = portal::store::Store::open(&state)?.import_csv(&file)?;
+                println!("imported {n} tickets");
+                Ok(())
+            }
+            TicketsCommand::Add {
+                email,
+                staff,
+                name,
+                state,
+            } => {
+                let code = portal::store::Store::open(&state)?.add_ticket(
+                    &email,
+                    staff,
+                    name.as_deref(),
+                )?;
+                println!("{code}");
+                Ok(())
+            }
+        },
+    }
+}
