@@ -35,7 +35,21 @@ let
   };
   portal = ((builtins.elemAt (fleetLib.mkFleet { fleet = portalFleet; }).lpc-2020-portal-1.modules 1) { lib = stubLib; }).services.venue.portal;
 
+  # A static host with its own configuration, holding two roles: one system.
+  withStatic = fleet // {
+    servers = fleet.servers ++ [
+      { name = "coop"; role = "portal"; server_type = "static"; location = "static"; ipv4 = "192.0.2.5"; ipv6 = null; static = true; configuration = "/etc/coop/configuration.nix"; }
+      { name = "coop"; role = "coturn"; server_type = "static"; location = "static"; ipv4 = "192.0.2.5"; ipv6 = null; static = true; configuration = "/etc/coop/configuration.nix"; }
+    ];
+  };
+  staticHosts = fleetLib.mkFleet { fleet = withStatic; };
+  coop = (builtins.elemAt staticHosts.coop.modules 1) { lib = stubLib; };
+
   checks = [
+    (check (staticHosts ? coop && !(staticHosts ? lpc-2020-portal-1)) "a static host gets a system only with a configuration")
+    (check (builtins.elemAt staticHosts.coop.modules 2 == /etc/coop/configuration.nix) "its own configuration is imported")
+    (check (coop.services.venue.portal.enable && coop.services.venue.coturn.enable) "both of its roles")
+    (check (!(coop.services.venue ? hetzner)) "no cloud profile on a static host")
     (check (builtins.attrNames hosts == [ "lpc-2020-bbb-1" "lpc-2020-bbb-2" "lpc-2020-coturn-1" "lpc-2020-jitsi-1" "lpc-2020-jvb-1" ]) "static hosts are left out")
     (check (let m = hosts.lpc-2020-bbb-1.modules; in builtins.length m == 3 && builtins.head m == "venue-modules" && builtins.elemAt m 2 == "extra") "module order")
     (check ((hostConfig "lpc-2020-bbb-1").networking.hostName == "lpc-2020-bbb-1") "host name")

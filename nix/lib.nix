@@ -13,17 +13,19 @@
 #
 # so the attribute path is `<host>.config.system.build.toplevel`.
 #
-# Only hosts with "static": false get a system here: static hosts (a
-# vpsAdminOS container, a home server) are deployed from their own
-# configuration with nixos-rebuild. All hosts, static or not, count for the
-# wiring: where TURN, the Jitsi main host and the BBB servers are.
+# Rented hosts ("static": false) get the Hetzner profile. A static host (a
+# vpsAdminOS container, a home server) gets a system only when its fleet
+# entries carry "configuration": the absolute path of its own NixOS module
+# (profile, network), to which its roles are added; otherwise its owner
+# deploys it with nixos-rebuild. All hosts count for the wiring: where TURN,
+# the Jitsi main host and the BBB servers are.
 #
 # Uses builtins only, so that it can be evaluated without nixpkgs
 # (nix/lib-test.nix does, with a stub nixosSystem).
 { nixosSystem, modules }:
 
 let
-  inherit (builtins) filter head length listToAttrs map;
+  inherit (builtins) elem filter foldl' head length listToAttrs map;
 
   optionalAttrs = cond: attrs: if cond then attrs else { };
 in
@@ -115,15 +117,35 @@ in
       };
 
       rented = filter (s: !(s.static or false)) servers;
+
+      # A static host appears once per role; it is one system.
+      staticNames = foldl'
+        (names: s: if (s.static or false) && s ? configuration && !(elem s.name names) then names ++ [ s.name ] else names)
+        [ ]
+        servers;
+      staticModule = name:
+        let entries = filter (s: s.name == name) servers;
+        in { lib, ... }: {
+          networking.hostName = lib.mkDefault name;
+          networking.domain = lib.mkDefault fleet.domain;
+          services.venue = { domain = fleet.domain; }
+            // optionalAttrs (coturn != null) { turn.host = publicName coturn; }
+            // foldl' (acc: s: acc // roleConfig s) { } entries;
+        };
+      staticSystem = name: nixosSystem {
+        modules = modules ++ [ (staticModule name) (/. + (head (filter (s: s.name == name) servers)).configuration) ] ++ extraModules;
+      };
     in
     if !(fleet ? domain) then throw "fleet.json: no domain"
     else
-      listToAttrs (map
-        (s: {
-          inherit (s) name;
-          value = nixosSystem {
-            modules = modules ++ [ (hostModule s) ] ++ extraModules;
-          };
-        })
-        rented);
+      listToAttrs
+        (map
+          (s: {
+            inherit (s) name;
+            value = nixosSystem {
+              modules = modules ++ [ (hostModule s) ] ++ extraModules;
+            };
+          })
+          rented
+        ++ map (name: { inherit name; value = staticSystem name; }) staticNames);
 }

@@ -165,6 +165,9 @@ pub struct StaticHost {
     pub host_key: String,
     pub roles: Vec<Role>,
     pub cores: u32,
+    /// Its own NixOS configuration (profile, network), to which venue adds
+    /// its roles; `venue deploy` deploys it like a rented server.
+    pub configuration: Option<PathBuf>,
 }
 
 impl Event {
@@ -304,6 +307,7 @@ struct RawStaticHost {
     host_key: Spanned<String>,
     roles: Spanned<Vec<Role>>,
     cores: Spanned<i64>,
+    configuration: Option<Spanned<String>>,
 }
 
 fn default_ssh_port() -> u16 {
@@ -415,6 +419,19 @@ impl RawEvent {
                     "a static host needs an address".into(),
                 ));
             }
+            let configuration = match &h.configuration {
+                None => None,
+                Some(rel) => {
+                    let file = path.parent().unwrap_or(Path::new(".")).join(rel.get_ref());
+                    let file = file.canonicalize().map_err(|_| {
+                        at(
+                            rel.span().start,
+                            format!("configuration {} does not exist", file.display()),
+                        )
+                    })?;
+                    Some(file)
+                }
+            };
             static_hosts.push(StaticHost {
                 name: name.clone(),
                 address: h.address.get_ref().trim().to_owned(),
@@ -422,6 +439,7 @@ impl RawEvent {
                 host_key: h.host_key.get_ref().trim().to_owned(),
                 roles: h.roles.get_ref().clone(),
                 cores,
+                configuration,
             });
         }
 

@@ -296,3 +296,22 @@ fn no_days_or_no_rooms() {
     );
     assert!(error(&src).message.contains("no days"));
 }
+
+#[test]
+fn static_host_configuration_must_exist() {
+    let src = format!(
+        "{GOOD}\n[[static_host]]\nname = \"coop\"\naddress = \"192.0.2.10\"\nhost_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxyz0123456789\"\nroles = [\"portal\"]\ncores = 4\nconfiguration = \"coop.nix\"\n"
+    );
+    let e = error(&src);
+    assert!(e.message.contains("coop.nix does not exist"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "\"coop.nix\""));
+    let dir = std::env::temp_dir().join(format!("venue-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("coop.nix"), "{ }\n").unwrap();
+    let e = Event::parse(&dir.join("event.toml"), &src).unwrap();
+    assert_eq!(
+        e.static_hosts[0].configuration.as_deref(),
+        Some(dir.join("coop.nix").canonicalize().unwrap().as_path())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -117,13 +117,22 @@ pkgs.testers.runNixOSTest {
         assert status in ("302", "303"), status
 
     with subtest("and gets a signed join URL for the hack room"):
-        pages = curl("https://portal/") + curl("https://portal/timetable")
-        urls = re.findall(r"https://meet\.test/[^\"'<\s]*", pages)
-        for link in re.findall(r'href="(/join[^"]*)"', pages):
-            urls.append(curl(f"-o /dev/null -w '%{{redirect_url}}' 'https://portal{link}'"))
-        tokens = [m.group(1) for u in urls for m in [re.search(r"jwt=([A-Za-z0-9_.-]+)", u)] if m]
-        assert tokens, pages
-        claims = verify_jwt(tokens[0], "test-jwt-secret")
+        # The welcome page has a Join form per room (POST with the CSRF token);
+        # the portal answers 303 to the Jitsi room with a token.
+        page = curl("https://portal/")
+        form = re.search(r'<form[^>]*action="/rooms/hack/join".*?</form>', page, re.S)
+        assert form, page
+        token = re.search(r'name="csrf" value="([^"]*)"', form.group(0)).group(1)
+        location = curl(
+            "-o /dev/null -w '%{redirect_url}' "
+            + f"--data-urlencode csrf={token} https://portal/rooms/hack/join"
+        )
+        assert location.startswith("https://meet.test/"), location
+        jwt = re.search(r"jwt=([A-Za-z0-9_.-]+)", location).group(1)
+        claims = verify_jwt(jwt, "test-jwt-secret")
         assert claims["iss"] == "venue" and claims.get("room"), claims
+        client.fail(
+            "curl -sk -o /dev/null -w '%{http_code}' -b /tmp/jar -X POST https://portal/rooms/hack/join | grep -q 303"
+        )
   '';
 }

@@ -20,6 +20,9 @@ pub struct FleetServer {
     pub ipv6: Option<String>,
     #[serde(rename = "static")]
     pub is_static: bool,
+    /// A static host's own NixOS configuration (absolute path), if venue deploys it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -43,6 +46,7 @@ pub fn build(event: &Event, planned: &[PlannedServer], existing: &[Server]) -> F
             ipv4: s.ipv4(),
             ipv6: s.ipv6_host(),
             is_static: false,
+            configuration: None,
         })
         .collect();
     for h in &event.static_hosts {
@@ -56,6 +60,7 @@ pub fn build(event: &Event, planned: &[PlannedServer], existing: &[Server]) -> F
                 ipv4: (!v6).then(|| h.address.clone()),
                 ipv6: v6.then(|| h.address.clone()),
                 is_static: true,
+                configuration: h.configuration.as_ref().map(|p| p.display().to_string()),
             });
         }
     }

@@ -47,11 +47,13 @@ pub fn build(
 }
 
 /// The Nix expression for the flake's systems: this repository's
-/// `lib.mkFleet` builds one NixOS system per host of fleet.json.
-pub fn flake_systems_expr(flake: &Path) -> Result<String> {
+/// `lib.mkFleet` builds one NixOS system per host of fleet.json, and gives
+/// the portal the event file.
+pub fn flake_systems_expr(flake: &Path, event_file: &Path) -> Result<String> {
     Ok(format!(
-        "{{ fleet }}: builtins.mapAttrs (_: s: s.config.system.build.toplevel) ((builtins.getFlake {}).lib.mkFleet {{ inherit fleet; }})",
-        nix_string(&format!("path:{}", flake.canonicalize()?.display()))
+        "{{ fleet }}: builtins.mapAttrs (_: s: s.config.system.build.toplevel) ((builtins.getFlake {}).lib.mkFleet {{ inherit fleet; eventFile = {}; }})",
+        nix_string(&format!("path:{}", flake.canonicalize()?.display())),
+        nix_path(event_file)?,
     ))
 }
 

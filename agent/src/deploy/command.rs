@@ -169,7 +169,7 @@ fn systems_file(event: &Event, state: &StateDir) -> Result<PathBuf> {
     }
     let flake = find_flake(&event.file)
         .context("no deploy.systems in event.toml and no flake.nix above it")?;
-    let expr = closure::flake_systems_expr(&flake)?;
+    let expr = closure::flake_systems_expr(&flake, &event.file)?;
     state.write("flake-systems.nix", format!("{expr}\n").as_bytes(), 0o644)
 }
 

@@ -117,6 +117,7 @@ fn static_hosts_count_as_capacity() {
         host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA".into(),
         roles: vec![Role::Jitsi, Role::Coturn],
         cores: 8,
+        configuration: None,
     });
     let p = plan(&with, &PriceTable::bundled()).unwrap();
     assert_eq!(
