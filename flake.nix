@@ -31,6 +31,9 @@
           version = "0.1.0";
           cargoLock.lockFile = ./Cargo.lock;
           cargoBuildFlags = [ "--package" package ];
+          # ssh2 links libssh2, built with the system's OpenSSL and zlib.
+          nativeBuildInputs = [ pkgs.pkg-config ];
+          buildInputs = [ pkgs.openssl pkgs.zlib ];
           doCheck = false;
           meta = {
             inherit description;

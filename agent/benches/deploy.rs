@@ -68,21 +68,25 @@ fn main() {
     let closure_paths = closure::closure(&systems[&names[0]]).unwrap();
     let nar: u64 = closure::nar_sizes(&closure_paths).unwrap().values().sum();
     println!(
-        "closure per host: {} store paths, {:.1} MiB (NAR)",
+        "closure per host: {} store paths, {:.1} MiB (NAR)\n",
         closure_paths.len(),
         nar as f64 / 1048576.0
     );
-    println!();
     println!(
-        "{:>5}  {:>14} {:>14}  {:>16} {:>16}  {:>10}",
-        "hosts", "venue wall s", "venue MiB sent", "nix copy wall s", "nix copy MiB", "wall ratio"
+        "{:>5}  {:>18} {:>9}  {:>18} {:>9}  {:>18} {:>9}",
+        "hosts",
+        "venue, ssh -C: s",
+        "MiB sent",
+        "venue, no -C: s",
+        "MiB sent",
+        "nix copy, seq: s",
+        "MiB sent"
     );
-
-    let secrets = Secrets::load_or_create(&state.dir).unwrap();
+    let secrets = Secrets::load_or_create(&state).unwrap();
     for &n in &counts {
-        let (venue_s, venue_bytes) = {
+        let venue = |compress: bool| {
             let bed = Bed::start(
-                &root.join(format!("venue-{n}")),
+                &root.join(format!("venue-{compress}-{n}")),
                 &state,
                 &deploy_key.public,
                 &names[..n],
@@ -99,6 +103,7 @@ fn main() {
                     timeout: Duration::from_secs(20),
                 },
                 substitute: true,
+                compress,
                 work_dir: state.dir.clone(),
             };
             let start = Instant::now();
@@ -109,6 +114,8 @@ fn main() {
             }
             (elapsed, bed.bytes_sent())
         };
+        let (zip_s, zip_bytes) = venue(true);
+        let (raw_s, raw_bytes) = venue(false);
         let (plain_s, plain_bytes) = {
             let bed = Bed::start(
                 &root.join(format!("plain-{n}")),
@@ -132,7 +139,7 @@ fn main() {
                         0o644,
                     )
                     .unwrap();
-                let status = Command::new("nix")
+                let out = Command::new("nix")
                     .args(["copy", "--to", &format!("ssh://root@{address}")])
                     .arg(&systems[name])
                     .env(
@@ -146,18 +153,19 @@ fn main() {
                     .output()
                     .unwrap();
                 assert!(
-                    status.status.success(),
+                    out.status.success(),
                     "{}",
-                    String::from_utf8_lossy(&status.stderr)
+                    String::from_utf8_lossy(&out.stderr)
                 );
             }
             (start.elapsed().as_secs_f64(), bed.bytes_sent())
         };
+        let mib = |b: u64| b as f64 / 1048576.0;
         println!(
-            "{n:>5}  {venue_s:>14.2} {:>14.1}  {plain_s:>16.2} {:>16.1}  {:>10.2}",
-            venue_bytes as f64 / 1048576.0,
-            plain_bytes as f64 / 1048576.0,
-            plain_s / venue_s
+            "{n:>5}  {zip_s:>18.2} {:>9.1}  {raw_s:>18.2} {:>9.1}  {plain_s:>18.2} {:>9.1}",
+            mib(zip_bytes),
+            mib(raw_bytes),
+            mib(plain_bytes)
         );
     }
     let _ = std::fs::remove_dir_all(&root);

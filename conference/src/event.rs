@@ -133,6 +133,9 @@ pub struct Deploy {
     pub health_timeout: Duration,
     /// Hosts deployed at once.
     pub concurrency: u32,
+    /// Compress what `nix copy` sends (ssh compression): fewer bytes on a
+    /// slow uplink, more CPU on both ends.
+    pub compress: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -271,6 +274,7 @@ struct RawDeploy {
     systems: Option<Spanned<String>>,
     health_timeout_seconds: Option<Spanned<i64>>,
     concurrency: Option<Spanned<i64>>,
+    compress: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -544,6 +548,7 @@ fn resolve_deploy(raw: RawDeploy, path: &Path, at: &At) -> Result<Deploy, InputE
         systems,
         health_timeout: Duration::seconds(i64::from(health)),
         concurrency,
+        compress: raw.compress.unwrap_or(true),
     })
 }
 

@@ -209,7 +209,16 @@ struct NextQuery {
 
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        // Browsers drop tabs and newlines from URLs ("/\t/evil" is "//evil"),
+        // and a control character cannot go into a Location header.
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -1042,4 +1051,28 @@ async fn turn(State(state): State<Arc<AppState>>, user: User) -> Response {
         "uris": t.uris,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_inside_the_portal() {
+        assert_eq!(
+            safe_next(Some("/timetable?at=2020-08-24T15:00:00Z")),
+            "/timetable?at=2020-08-24T15:00:00Z"
+        );
+        for outside in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/\n",
+            "/a b",
+        ] {
+            assert_eq!(safe_next(Some(outside)), "/", "{outside:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }

@@ -1,7 +1,8 @@
-//! Exponential backoff with full jitter ("Exponential Backoff And Jitter",
-//! AWS architecture blog): the n-th wait is uniform in [0, min(cap, base·2ⁿ)],
-//! so that many clients (or many of our own concurrent requests) that failed
-//! together do not come back together.
+//! Exponential backoff with jitter ("Exponential Backoff And Jitter", AWS
+//! architecture blog): the n-th wait is uniform in [c/4, c] with
+//! c = min(cap, base·2ⁿ), so that many clients (or many of our own concurrent
+//! requests) that failed together do not come back together, while every wait
+//! still grows (full jitter's [0, c] would sometimes retry at once).
 
 use std::time::Duration;
 

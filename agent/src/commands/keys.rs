@@ -31,11 +31,21 @@ impl std::fmt::Debug for KeyPair {
 /// Made once and then reused: a second `up` must find the same keys, or the
 /// servers created by the first would no longer match.
 pub fn load_or_create(state: &StateDir, rel: &str, comment: &str) -> Result<KeyPair> {
-    if let (Some(private), Some(public)) = (state.read(rel), state.read(&format!("{rel}.pub"))) {
-        return Ok(KeyPair {
-            private,
-            public: public.trim().to_owned(),
-        });
+    match (state.read(rel), state.read(&format!("{rel}.pub"))) {
+        (Some(private), Some(public)) => {
+            return Ok(KeyPair {
+                private,
+                public: public.trim().to_owned(),
+            })
+        }
+        // A private key without its public half: never overwrite it, a
+        // running server may be pinned to it.
+        (Some(_), None) => anyhow::bail!(
+            "{} exists without {}.pub: restore the public half (ssh-keygen -y -f {0}) instead of letting venue make a new key",
+            state.path(rel).display(),
+            rel
+        ),
+        _ => {}
     }
     let mut key =
         PrivateKey::random(&mut OsRng, Algorithm::Ed25519).context("generating an ed25519 key")?;

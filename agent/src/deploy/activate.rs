@@ -49,17 +49,18 @@ pub fn activate(
     }
     ssh.check(&format!("nix-env -p {PROFILE} --set {system}"))
         .context("set the system profile")?;
-    let switched = ssh.run(&format!("{system}/bin/switch-to-configuration switch"))?;
-    let failure = if switched.status != 0 {
-        Some(format!(
+    // A switch that fails, hangs past the command timeout or loses its
+    // connection is a failure like any other: roll back.
+    let failure = match ssh.run(&format!("{system}/bin/switch-to-configuration switch")) {
+        Err(e) => Some(format!("switch-to-configuration did not finish: {e:#}")),
+        Ok(out) if out.status != 0 => Some(format!(
             "switch-to-configuration exited with {}: {}",
-            switched.status,
-            last_line(&switched.stderr)
-        ))
-    } else {
-        check_health(address, health)
+            out.status,
+            last_line(&out.stderr)
+        )),
+        Ok(_) => check_health(address, health)
             .err()
-            .map(|e| format!("{e:#}"))
+            .map(|e| format!("{e:#}")),
     };
     let Some(reason) = failure else {
         return Ok(Activation::Switched);
@@ -68,11 +69,17 @@ pub fn activate(
         bail!("{reason}; there is no previous generation to roll back to");
     }
     tracing::warn!(host = %ssh.host, %reason, "rolling back");
-    ssh.check(&format!("nix-env -p {PROFILE} --rollback"))
-        .context("roll back the system profile")?;
-    ssh.check(&format!("{PROFILE}/bin/switch-to-configuration switch"))
-        .context("switch back to the previous generation")?;
-    Ok(Activation::RolledBack { reason })
+    let rolled_back = ssh
+        .check(&format!("nix-env -p {PROFILE} --rollback"))
+        .context("roll back the system profile")
+        .and_then(|_| {
+            ssh.check(&format!("{PROFILE}/bin/switch-to-configuration switch"))
+                .context("switch back to the previous generation")
+        });
+    match rolled_back {
+        Ok(_) => Ok(Activation::RolledBack { reason }),
+        Err(e) => bail!("{reason}; then the rollback failed too: {e:#}"),
+    }
 }
 
 /// GET http://address:port/path until it answers 200 or the timeout passes.

@@ -26,6 +26,8 @@ pub fn build(
             host = nix_string(host),
         );
         let out = Command::new("nix-build")
+            // getFlake needs flakes, which a stock Nix keeps experimental.
+            .args(["--extra-experimental-features", "nix-command flakes"])
             .args(["--no-out-link", "--expr", &expr])
             .output()
             .context("run nix-build (is Nix installed?)")?;
@@ -82,6 +84,7 @@ pub fn nar_sizes(paths: &[String]) -> Result<BTreeMap<String, u64>> {
     let mut sizes = BTreeMap::new();
     for chunk in paths.chunks(500) {
         let out = Command::new("nix")
+            .args(["--extra-experimental-features", "nix-command"])
             .args(["path-info", "--json"])
             .args(chunk)
             .output()
@@ -145,7 +148,7 @@ pub struct CopyTarget<'a> {
 /// `substitute`, the target first tries its own binary caches, so an
 /// organiser's slow uplink only carries what no cache has; what it does carry
 /// is compressed by ssh (NARs of a NixOS system shrink to about a third).
-pub fn copy(target: &CopyTarget, paths: &[String], substitute: bool) -> Result<()> {
+pub fn copy(target: &CopyTarget, paths: &[String], substitute: bool, compress: bool) -> Result<()> {
     for p in [target.known_hosts, target.identity] {
         if p.to_string_lossy().contains(char::is_whitespace) {
             bail!(
@@ -155,13 +158,15 @@ pub fn copy(target: &CopyTarget, paths: &[String], substitute: bool) -> Result<(
         }
     }
     let sshopts = format!(
-        "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o BatchMode=yes -o Compression=yes -i {} -p {}",
+        "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o BatchMode=yes -o Compression={} -i {} -p {}",
         target.known_hosts.display(),
+        if compress { "yes" } else { "no" },
         target.identity.display(),
         target.port
     );
     let mut cmd = Command::new("nix");
-    cmd.arg("copy")
+    cmd.args(["--extra-experimental-features", "nix-command"])
+        .arg("copy")
         .arg("--to")
         .arg(format!("ssh://{}@{}", target.user, target.address));
     if substitute {

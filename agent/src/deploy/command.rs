@@ -34,6 +34,21 @@ pub fn run(args: &DeployArgs) -> Result<Vec<Report>> {
     )
     .with_context(|| format!("{} is not a fleet file", fleet_file.display()))?;
     let mut hosts = hosts(args.event, args.state, &fleet)?;
+    if args.event.deploy.systems.is_none() {
+        // The flake builds a static host only from its own configuration;
+        // without one, its owner deploys it (nixos-rebuild) and we leave it be.
+        hosts.retain(|h| {
+            let owner_deployed = args
+                .event
+                .static_hosts
+                .iter()
+                .any(|s| s.name == h.name && s.configuration.is_none());
+            if owner_deployed {
+                eprintln!("note: static host {} has no `configuration` in event.toml: its owner deploys it", h.name);
+            }
+            !owner_deployed
+        });
+    }
     if let Some(only) = args.only {
         let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
         hosts.retain(|h| h.name == only);
@@ -64,7 +79,7 @@ pub fn run(args: &DeployArgs) -> Result<Vec<Report>> {
     }
     spinner.finish_and_clear();
 
-    let secrets = Secrets::load_or_create(&args.state.dir)?;
+    let secrets = Secrets::load_or_create(args.state)?;
     let identity = args.state.path("deploy_ed25519");
     keys::deploy_key(args.state, &args.event.id)?;
     let opts = Options {
@@ -83,6 +98,7 @@ pub fn run(args: &DeployArgs) -> Result<Vec<Report>> {
                 .unwrap_or(Duration::from_secs(120)),
         },
         substitute: true,
+        compress: args.event.deploy.compress,
         work_dir: args.state.dir.clone(),
     };
     let mut reports = deploy(&hosts, &systems, &secrets, &opts);

@@ -48,6 +48,8 @@ pub struct Options {
     pub health: HealthCheck,
     /// Let hosts fetch from their binary caches before we send anything.
     pub substitute: bool,
+    /// ssh compression for `nix copy`.
+    pub compress: bool,
     /// Where per-host known_hosts files go (the event's state dir).
     pub work_dir: PathBuf,
 }
@@ -209,7 +211,7 @@ fn run_steps(
             identity: &opts.identity,
         };
         step("size");
-        closure::copy(&target, &missing, opts.substitute)?;
+        closure::copy(&target, &missing, opts.substitute, opts.compress)?;
         step("copy");
         report.copied_paths = missing.len();
         report.copied_bytes = bytes;

@@ -4,14 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use conference::Role;
 
 use super::ssh::Ssh;
+use crate::commands::state::StateDir;
 
 pub const REMOTE_DIR: &str = "/var/lib/venue/secrets";
+/// In the state directory.
+const FILE: &str = "secrets.json";
 
 /// Every secret a venue has, by file name.
 pub const ALL: &[&str] = &[
@@ -49,16 +52,14 @@ impl fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// Reads `dir/secrets.json`, creating whatever secret is missing.
-    pub fn load_or_create(dir: &Path) -> Result<Secrets> {
-        let file = dir.join("secrets.json");
-        let mut values: BTreeMap<String, String> = if file.exists() {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("read {}", file.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a JSON object of secrets", file.display()))?
-        } else {
-            BTreeMap::new()
+    /// Reads `secrets.json` in the state directory, creating whatever
+    /// secret is missing.
+    pub fn load_or_create(state: &StateDir) -> Result<Secrets> {
+        let file = state.path(FILE);
+        let mut values: BTreeMap<String, String> = match state.read(FILE) {
+            Some(text) => serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON object of secrets", file.display()))?,
+            None => BTreeMap::new(),
         };
         let mut changed = false;
         for name in ALL {
@@ -67,31 +68,14 @@ impl Secrets {
                 changed = true;
             }
         }
-        let secrets = Secrets { values, file };
         if changed {
-            secrets.save()?;
+            state.write(
+                FILE,
+                serde_json::to_string_pretty(&values)?.as_bytes(),
+                0o600,
+            )?;
         }
-        Ok(secrets)
-    }
-
-    fn save(&self) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(dir) = self.file.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = self.file.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(serde_json::to_string_pretty(&self.values)?.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.file)
-            .with_context(|| format!("write {}", self.file.display()))?;
-        Ok(())
+        Ok(Secrets { values, file })
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -149,5 +133,5 @@ const UPLOAD_SCRIPT: &str =
 fn random_token() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(conference::protocol::hex(&bytes))
 }

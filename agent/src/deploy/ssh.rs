@@ -137,7 +137,13 @@ impl Ssh {
         let mut session = Session::new()
             .map_err(|e| Attempt::Final(ConnectError::Other(e.into(), host.to_owned())))?;
         session.set_tcp_stream(tcp);
-        session.set_timeout(120_000);
+        session.set_timeout(COMMAND_TIMEOUT_MS);
+        // Ask for the pinned key's algorithm: a host with several host keys
+        // (ed25519 and ECDSA, as Debian has) would otherwise offer the one
+        // libssh2 prefers, and be refused although it holds the pinned key.
+        session
+            .method_pref(ssh2::MethodType::HostKey, &pinned.algorithm)
+            .map_err(|e| Attempt::Final(ConnectError::Other(e.into(), host.to_owned())))?;
         // sshd may accept TCP before it is ready to speak SSH: retry the handshake too.
         session
             .handshake()
@@ -226,6 +232,10 @@ impl Ssh {
         })
     }
 }
+
+/// How long one remote command may stay silent: switching a system can
+/// start many services (BigBlueButton's containers) without printing.
+const COMMAND_TIMEOUT_MS: u32 = 15 * 60 * 1000;
 
 enum Attempt {
     Retry(String),

@@ -75,7 +75,8 @@ pub struct TestHost {
 }
 
 impl TestHost {
-    /// Starts host `index` of this process. Its address is 10.233.B.(4k+2).
+    /// Starts host `index` of this process, on the first /30 of
+    /// 10.233.0.0/16 that no link of this machine uses.
     pub fn start(
         root: &Path,
         index: u32,
@@ -87,11 +88,13 @@ impl TestHost {
         // Interface names are at most 15 characters.
         let outer = format!("vo{id:x}x{index}");
         let inner = format!("vi{id:x}x{index}");
-        let block = (id % 60) * 4 + index / 64;
-        let (outer_ip, address) = (
-            Ipv4Addr::new(10, 233, block as u8, ((index % 64) * 4 + 1) as u8),
-            Ipv4Addr::new(10, 233, block as u8, ((index % 64) * 4 + 2) as u8),
-        );
+        let (outer_ip, address) = free_link()?;
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || name.is_empty() {
+            bail!("test host name {name:?}: only letters, digits and '-' (it names a directory and goes into a shell command)");
+        }
+        // Made before the host exists: if the name is taken (another test
+        // process), fail without Drop touching the other's namespace.
+        run("ip", &["netns", "add", &netns])?;
         let dir = root.join(name);
         let etc = dir.join("etc");
         for d in [dir.join("nix"), dir.join("var-lib-venue"), etc.clone()] {
@@ -105,7 +108,6 @@ impl TestHost {
             outer: outer.clone(),
         };
         // From here on, Drop cleans up whatever part was made.
-        run("ip", &["netns", "add", &netns])?;
         run(
             "ip",
             &[
@@ -317,6 +319,40 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The first /30 of 10.233.0.0/16 (from .4 on) whose addresses no interface
+/// of this machine has. Serialised within the process; across processes the
+/// chance of two picking the same link between scan and use is small.
+fn free_link() -> Result<(Ipv4Addr, Ipv4Addr)> {
+    static PICK: Mutex<()> = Mutex::new(());
+    let _guard = PICK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+        .context("run ip addr")?;
+    let used = String::from_utf8_lossy(&out.stdout).into_owned();
+    for n in 1u32..16384 {
+        let base = n * 4;
+        let outer = Ipv4Addr::new(10, 233, (base >> 8) as u8, (base & 0xff) as u8 + 1);
+        let inner = Ipv4Addr::new(10, 233, (base >> 8) as u8, (base & 0xff) as u8 + 2);
+        if !used.contains(&format!(" {outer}/"))
+            && !RESERVED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&base)
+        {
+            RESERVED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(base);
+            return Ok((outer, inner));
+        }
+    }
+    bail!("no free /30 left in 10.233.0.0/16")
+}
+
+/// Links handed out by this process but perhaps not configured yet.
+static RESERVED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 fn run(program: &str, args: &[&str]) -> Result<()> {
     let out = Command::new(program)
