@@ -145,6 +145,7 @@ fn run(cli: Cli) -> Result<()> {
                 &event.id,
                 state.as_deref(),
             ))?;
+            let _lock = state.lock()?;
             let reports = deploy::command::run(&deploy::command::DeployArgs {
                 event: &event,
                 state: &state,

@@ -23,16 +23,6 @@ fn venue(url: &str, token: &str, args: &[&str]) -> Output {
         .expect("run venue")
 }
 
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "venue failed:\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// Resources of others made before `up`: another event's server and
 /// primary IP, and an unlabelled server and primary IP.
 fn others(url: &str, token: &str) {

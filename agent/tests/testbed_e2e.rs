@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::ok;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Output};
@@ -28,16 +30,6 @@ fn venue(url: &str, args: &[&str]) -> Output {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run venue")
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "venue failed:\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn http_get(address: &str, path: &str) -> (u16, String) {

@@ -70,6 +70,7 @@ pub fn run(opts: DownOptions) -> Result<()> {
             &event.id,
             opts.state.as_deref(),
         ))?;
+        let _lock = state.lock()?;
         let report = release(&client, &event.id, &prices, Some(&state)).await?;
         if opts.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

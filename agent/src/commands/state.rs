@@ -37,6 +37,31 @@ impl StateDir {
         Ok(StateDir { dir })
     }
 
+    /// Holds the state directory for one command: two `venue` commands on the
+    /// same event at once would race on its keys and journal. The lock goes
+    /// with the returned file (and with the process, however it ends).
+    pub fn lock(&self) -> Result<fs::File> {
+        let path = self.path("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another venue command is working on {} (it holds {}); wait for it to finish",
+                self.dir.display(),
+                path.display()
+            ),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
     }
@@ -93,5 +118,28 @@ impl StateDir {
         if let Err(e) = res {
             tracing::warn!(error = %e, "cannot append to the journal");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_command_at_a_time_per_state_directory() {
+        let dir = std::env::temp_dir().join(format!("venue-lock-{}", std::process::id()));
+        let state = StateDir::open(dir.clone()).unwrap();
+        let held = state.lock().unwrap();
+        let second = StateDir::open(dir.clone())
+            .unwrap()
+            .lock()
+            .unwrap_err()
+            .to_string();
+        assert!(second.contains("another venue command"), "{second}");
+        drop(held);
+        state
+            .lock()
+            .expect("free again once the first command is done");
+        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -58,6 +58,7 @@ pub fn run(opts: UpOptions) -> Result<()> {
         &event.id,
         opts.state.as_deref(),
     ))?;
+    let _lock = state.lock()?;
     let report = super::block_on(async {
         let client = Client::from_env()?;
         // The first request: a wrong token stops us here, before anything exists.

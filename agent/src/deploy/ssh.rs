@@ -175,23 +175,7 @@ impl Ssh {
 
     /// Runs `command` through the remote shell.
     pub fn run(&self, command: &str) -> Result<Output> {
-        let mut channel = self
-            .session
-            .channel_session()
-            .with_context(|| format!("{}: open a channel", self.host))?;
-        channel
-            .exec(command)
-            .with_context(|| format!("{}: run a command", self.host))?;
-        let mut stdout = String::new();
-        channel.read_to_string(&mut stdout)?;
-        let mut stderr = String::new();
-        channel.stderr().read_to_string(&mut stderr)?;
-        channel.wait_close()?;
-        Ok(Output {
-            status: channel.exit_status()?,
-            stdout,
-            stderr,
-        })
+        self.run_with_input(command, &[])
     }
 
     /// Runs `command` and fails with its stderr when it fails.

@@ -124,3 +124,14 @@ pub fn assert_spec_clean(fake: &FakeHandle) {
         errors.join("\n")
     );
 }
+
+/// The stdout of a `venue` run that must have succeeded; its output otherwise.
+pub fn ok(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "venue failed:\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
