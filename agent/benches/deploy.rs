@@ -1,6 +1,7 @@
 //! Deploy benchmark: a ~200 MB closure in ~100 store paths to 1, 2, 4 and 8
 //! test hosts, by venue (parallel, only what each host lacks, then secrets,
-//! activation and health) and, side by side in the same run, by plain
+//! activation and health; with and without ssh compression) and, side by
+//! side in the same run, by plain
 //! `nix copy --to ssh://` to each host one after another (what colmena and
 //! deploy-rs do; copying only). Prints wall time and the bytes this machine
 //! sent to the hosts (their links' counters). Needs root:
