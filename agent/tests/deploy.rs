@@ -290,3 +290,46 @@ fn secrets_are_files_of_mode_0400_and_in_no_store_path_or_journal() {
         assert!(!format!("{reports:?}").contains(value));
     }
 }
+
+#[test]
+fn one_build_gives_every_host_its_own_system_and_a_missing_one_is_named() {
+    offline_nix();
+    let tmp = TempDir(std::env::temp_dir().join(format!("venue-build-{}", std::process::id())));
+    let state = StateDir::open(tmp.0.join("state")).unwrap();
+    let servers: Vec<serde_json::Value> = ["b-portal-1", "a-coturn-1", "c-jitsi-1"]
+        .iter()
+        .zip(["portal", "coturn", "jitsi"])
+        .map(|(n, r)| serde_json::json!({"name": n, "role": r, "server_type": "cx23", "location": "fsn1", "ipv4": "192.0.2.1", "ipv6": null, "static": false}))
+        .collect();
+    let fleet = state
+        .write(
+            "fleet.json",
+            serde_json::json!({"event": "t", "domain": "t.example.org", "servers": servers})
+                .to_string()
+                .as_bytes(),
+            0o644,
+        )
+        .unwrap();
+    let systems = repo().join("hosts/testbed/systems.nix");
+    // Not in alphabetical order: each path must land on its own host.
+    let names: Vec<String> = ["c-jitsi-1", "a-coturn-1", "b-portal-1"]
+        .map(String::from)
+        .to_vec();
+    let built = closure::build(&systems, &fleet, &names).unwrap();
+    for name in &names {
+        assert!(
+            built[name]
+                .to_string_lossy()
+                .ends_with(&format!("toy-system-{name}")),
+            "{name}: {:?}",
+            built[name]
+        );
+    }
+    let e = closure::build(
+        &systems,
+        &fleet,
+        &["a-coturn-1".into(), "no-such-host".into()],
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("no-such-host"), "{e:#}");
+}

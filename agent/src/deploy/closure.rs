@@ -17,35 +17,43 @@ pub fn build(
     fleet_json: &Path,
     hosts: &[String],
 ) -> Result<BTreeMap<String, PathBuf>> {
-    let mut built = BTreeMap::new();
-    for host in hosts {
-        let expr = format!(
-            "(import {systems} {{ fleet = builtins.fromJSON (builtins.readFile {fleet}); }}).{host}",
-            systems = nix_path(systems)?,
-            fleet = nix_path(fleet_json)?,
-            host = nix_string(host),
-        );
-        let out = Command::new("nix-build")
-            // getFlake needs flakes, which a stock Nix keeps experimental.
-            .args(["--extra-experimental-features", "nix-command flakes"])
-            .args(["--no-out-link", "--expr", &expr])
-            .output()
-            .context("run nix-build (is Nix installed?)")?;
-        if !out.status.success() {
-            bail!(
-                "building the system of {host} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let path = String::from_utf8(out.stdout)?
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        built.insert(host.clone(), PathBuf::from(path));
+    if hosts.is_empty() {
+        return Ok(BTreeMap::new());
     }
-    Ok(built)
+    // One evaluation for all hosts: evaluating the fleet (nixpkgs and all)
+    // is the slow part, and nix-build prints the outputs in `-A` order.
+    let expr = format!(
+        "import {systems} {{ fleet = builtins.fromJSON (builtins.readFile {fleet}); }}",
+        systems = nix_path(systems)?,
+        fleet = nix_path(fleet_json)?,
+    );
+    let mut cmd = Command::new("nix-build");
+    // getFlake needs flakes, which a stock Nix keeps experimental.
+    cmd.args(["--extra-experimental-features", "nix-command flakes"])
+        .args(["--no-out-link", "--expr", &expr]);
+    for host in hosts {
+        cmd.arg("-A").arg(host);
+    }
+    let out = cmd.output().context("run nix-build (is Nix installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "building the system of {} failed:\n{}",
+            hosts.join(", "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let paths: Vec<PathBuf> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| PathBuf::from(l.trim()))
+        .collect();
+    if paths.len() != hosts.len() {
+        bail!(
+            "nix-build gave {} store paths for {} hosts: each host's system must have one output",
+            paths.len(),
+            hosts.len()
+        );
+    }
+    Ok(hosts.iter().cloned().zip(paths).collect())
 }
 
 /// The Nix expression for the flake's systems: this repository's

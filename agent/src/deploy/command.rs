@@ -65,15 +65,20 @@ pub fn run(args: &DeployArgs) -> Result<Vec<Report>> {
     let spinner = indicatif::ProgressBar::new_spinner()
         .with_message(format!("building {} system(s)", names.len()));
     spinner.enable_steady_tick(Duration::from_millis(120));
-    // One build per host: a host without a system (a static host whose
-    // owner deploys it otherwise) fails alone, not the whole deploy.
+    // All hosts in one build; when that fails, one build per host, so that a
+    // host without a system fails alone and names its own error.
     let mut systems: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut unbuilt: BTreeMap<String, String> = BTreeMap::new();
-    for name in &names {
-        match closure::build(&systems_file, &fleet_file, std::slice::from_ref(name)) {
-            Ok(mut one) => systems.extend(one.remove(name).map(|p| (name.clone(), p))),
-            Err(e) => {
-                unbuilt.insert(name.clone(), format!("{e:#}"));
+    match closure::build(&systems_file, &fleet_file, &names) {
+        Ok(all) => systems = all,
+        Err(_) => {
+            for name in &names {
+                match closure::build(&systems_file, &fleet_file, std::slice::from_ref(name)) {
+                    Ok(one) => systems.extend(one),
+                    Err(e) => {
+                        unbuilt.insert(name.clone(), format!("{e:#}"));
+                    }
+                }
             }
         }
     }

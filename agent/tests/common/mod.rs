@@ -112,10 +112,7 @@ pub fn assert_spec_clean(fake: &FakeHandle) {
     let mut spec = Spec::load(&spec::default_path())
         .expect("the OpenAPI spec (shared/reference beside the repo)");
     let xs = fake.exchanges();
-    let errors: Vec<String> = xs
-        .iter()
-        .filter_map(|x| spec.check_exchange(x).err())
-        .collect();
+    let errors = spec.violations(&xs);
     assert!(
         errors.is_empty(),
         "{} of {} exchanges break the spec:\n{}",

@@ -131,6 +131,14 @@ impl Spec {
         }
     }
 
+    /// The exchanges of `xs` that break the spec, each described; empty when
+    /// all fit. A test asserts it is empty, with this list as its message.
+    pub fn violations(&mut self, xs: &[Exchange]) -> Vec<String> {
+        xs.iter()
+            .filter_map(|x| self.check_exchange(x).err())
+            .collect()
+    }
+
     /// Checks one exchange: the path and method exist, the request body fits
     /// the operation's request schema, and the answer fits the schema of its
     /// status (exact code, else `4xx`/`5xx`). Dropped answers are skipped.

@@ -49,10 +49,7 @@ fn check_all(fake: &FakeHandle) {
     let mut spec = Spec::load(&spec::default_path()).expect("the OpenAPI spec");
     let xs = fake.exchanges();
     assert!(!xs.is_empty());
-    let errors: Vec<String> = xs
-        .iter()
-        .filter_map(|x| spec.check_exchange(x).err())
-        .collect();
+    let errors = spec.violations(&xs);
     assert!(
         errors.is_empty(),
         "{} of {} exchanges break the spec:\n{}",
