@@ -1,14 +1,41 @@
 {
   description = "venue: a free-software conference venue, rented for the days of an event";
 
-  # Pinned in flake.lock to the nixos-26.05 revision of ../shared/reference/nixpkgs-pin.json.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+  # Pinned in flake.lock verbatim to ../shared/reference/{nixpkgs,disko,nixos-images}-pin.json.
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+    # Partitioning of freshly rented servers (modules/hetzner.nix's layout).
+    disko = {
+      url = "github:nix-community/disko/master";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+    # The kexec installer a rented Ubuntu server boots into (venue's install phase).
+    nixos-images = {
+      url = "github:nix-community/nixos-images";
+      inputs.nixos-stable.follows = "nixpkgs";
+      inputs.nixos-unstable.follows = "nixpkgs";
+    };
+  };
 
-  outputs = { self, nixpkgs }:
+  outputs = { self, nixpkgs, disko, nixos-images }:
     let
       system = "x86_64-linux";
       pkgs = nixpkgs.legacyPackages.${system};
       inherit (pkgs) lib;
+
+      # What venue's hosts need of nixpkgs' configuration (jitsi-meet is
+      # marked insecure): given wherever pkgs is made, never by a module.
+      nixpkgsConfig = import ./nix/pkgs-config.nix;
+      # For the VM tests: their nodes share this pkgs (read-only).
+      testPkgs = import nixpkgs { inherit system; config = nixpkgsConfig; };
+
+      # nixos-images' kexec installer, built from our nixpkgs, non-interactive
+      # (no prompts): `<out>/nixos-kexec-installer-noninteractive-<system>.tar.gz`.
+      # venue uploads it over the pinned SSH; the server never downloads it.
+      kexecInstaller = sys: (nixpkgs.legacyPackages.${sys}.nixos [
+        nixos-images.nixosModules.kexec-installer
+        nixos-images.nixosModules.noninteractive
+      ]).config.system.build.kexecInstallerTarball;
 
       # Only what cargo needs, so editing a module or an example does not rebuild the binaries.
       src = lib.fileset.toSource {
@@ -55,7 +82,10 @@
           description = "The attendee portal of a venue conference";
         };
         default = self.packages.${system}.venue;
+        kexec-installer = kexecInstaller system;
       };
+      # Hetzner's cax (Ampere) servers.
+      packages.aarch64-linux.kexec-installer = kexecInstaller "aarch64-linux";
 
       # nix run . -- plan hosts/lpc-2020/event.toml
       apps.${system} = {
@@ -85,7 +115,9 @@
           };
         in
         {
-          default = withPortalPackage ./modules;
+          # With disko's module, so that hetzner.nix's disk layout yields
+          # each rented host's partitioning script.
+          default = { imports = [ (withPortalPackage ./modules) disko.nixosModules.disko ]; };
           portal = withPortalPackage ./modules/portal.nix;
           jitsi = ./modules/jitsi.nix;
           jvb = ./modules/jvb.nix;
@@ -98,6 +130,8 @@
       # lib.mkFleet { fleet, extraModules ? [ ], eventFile ? null }: one
       # nixosSystem per rented host of fleet.json; the agent builds
       # `<host>.config.system.build.toplevel` (see nix/lib.nix).
+      # lib.nixpkgsConfig: for `nixos-rebuild` users' own flakes
+      # (`nixpkgs.config = venue.lib.nixpkgsConfig;`).
       lib = import ./nix/lib.nix {
         inherit (nixpkgs.lib) nixosSystem;
         modules = [ self.nixosModules.default ];
@@ -108,14 +142,15 @@
           host = configuration: nixpkgs.lib.nixosSystem {
             modules = [
               self.nixosModules.default
-              { nixpkgs.hostPlatform = system; }
+              { nixpkgs.hostPlatform = system; nixpkgs.config = nixpkgsConfig; }
               configuration
             ];
           };
         in
         {
+          # hosts/vpsadminos needs vpsAdminOS' own guest module, which this
+          # flake cannot lock offline: its flake.nix is for the container.
           allinone = host ./hosts/allinone/configuration.nix;
-          vpsadminos = host ./hosts/vpsadminos/configuration.nix;
         };
 
       # `nix flake check`: the packages, mkFleet on a sample fleet (pure
@@ -128,11 +163,13 @@
         {
           inherit (self.packages.${system}) venue venue-portal;
           lib-fleet = pkgs.writeText "lib-fleet" (builtins.toJSON (import ./nix/lib-test.nix));
-          vm-coturn = import ./tests/vm/coturn.nix { inherit pkgs venueModules; };
-          vm-jitsi = import ./tests/vm/jitsi.nix { inherit pkgs venueModules; };
-          vm-bbb = import ./tests/vm/bbb.nix { inherit pkgs venueModules; };
-          vm-portal = import ./tests/vm/portal.nix { inherit pkgs venueModules portalPackage; };
-          vm-allinone = import ./tests/vm/allinone.nix { inherit pkgs venueModules portalPackage; };
+          vm-coturn = import ./tests/vm/coturn.nix { pkgs = testPkgs; inherit venueModules; };
+          vm-jitsi = import ./tests/vm/jitsi.nix { pkgs = testPkgs; inherit venueModules; };
+          vm-bbb = import ./tests/vm/bbb.nix { pkgs = testPkgs; inherit venueModules; };
+          vm-portal = import ./tests/vm/portal.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
+          vm-allinone = import ./tests/vm/allinone.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
+          vm-stream = import ./tests/vm/stream.nix { pkgs = testPkgs; inherit venueModules; };
+
         };
     };
 }

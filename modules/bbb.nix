@@ -11,6 +11,21 @@
 # Images are referenced by tag, not digest: no public source for their
 # digests could be cited when this was written. Pin them through
 # services.venue.bbb.images once digests are known.
+#
+# Read against:
+# - bigbluebutton/docker v3.0.4 (f6e71fc9e32b): docker-compose.tmpl.yml
+#   (addresses, host networking, nginx's extra_hosts, which always include
+#   greenlight:10.7.7.21), mod/nginx/bigbluebutton (proxy_pass
+#   http://greenlight:3000, baked into the image: nginx refuses to start
+#   when that host does not resolve), mod/bbb-web/entrypoint.sh (renders
+#   /etc/bigbluebutton/turn-stun-servers.xml.tmpl with dockerize at start,
+#   chowns /var/bigbluebutton to uid 998), mod/bbb-web/turn-stun-servers.xml
+#   (always `turn:<DOMAIN>:3478`, i.e. a TURN server on the BBB host).
+# - nixpkgs nixos/modules/virtualisation/oci-containers.nix @ 035a24e7ed33
+#   (newest stored): the podman unit `podman-<name>` gets
+#   `RuntimeDirectory = <name>` and `--cidfile=/run/<name>/ctr-id`, so a
+#   container named `nginx` shares /run/nginx with NixOS' nginx; image,
+#   --network/--ip (extraOptions) and --env-file live in the unit's `script`.
 { config, lib, pkgs, ... }:
 
 let
@@ -22,6 +37,40 @@ let
   net = "bbb-net";
   bridge = "bbb-br";
   gateway = "10.7.7.1";
+
+  # Upstream's template always lists `turn:<DOMAIN>:3478` (a TURN server on
+  # the BBB host itself, which venue does not run) and takes STUN from
+  # STUN_SERVER. This one, mounted over the template, names the venue's
+  # coturn instead; dockerize still fills in the secret at start, so only
+  # the placeholder is in the store. No venue TURN host: no STUN/TURN at all.
+  turnStunTemplate = pkgs.writeText "turn-stun-servers.xml.tmpl" (''
+    <?xml version="1.0" encoding="UTF-8"?>
+    <beans xmlns="http://www.springframework.org/schema/beans"
+            xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+            xsi:schemaLocation="http://www.springframework.org/schema/beans
+            http://www.springframework.org/schema/beans/spring-beans-2.5.xsd">
+  '' + lib.optionalString (turn.host != null) ''
+    <bean id="stun1" class="org.bigbluebutton.web.services.turn.StunServer">
+      <constructor-arg index="0" value="stun:${turn.host}:${toString turn.port}"/>
+    </bean>
+    <bean id="turn0" class="org.bigbluebutton.web.services.turn.TurnServer">
+      <constructor-arg index="0" value="{{ .Env.TURN_SECRET }}"/>
+      <constructor-arg index="1" value="turn:${turn.host}:${toString turn.port}"/>
+      <constructor-arg index="2" value="${toString turn.ttl}"/>
+    </bean>
+    <bean id="turn1" class="org.bigbluebutton.web.services.turn.TurnServer">
+      <constructor-arg index="0" value="{{ .Env.TURN_SECRET }}"/>
+      <constructor-arg index="1" value="turns:${turn.host}:${toString turn.tlsPort}?transport=tcp"/>
+      <constructor-arg index="2" value="${toString turn.ttl}"/>
+    </bean>
+  '' + ''
+      <bean id="stunTurnService" class="org.bigbluebutton.web.services.turn.StunTurnService">
+        <property name="stunServers"><set>${lib.optionalString (turn.host != null) ''<ref bean="stun1"/>''}</set></property>
+        <property name="turnServers"><set>${lib.optionalString (turn.host != null) ''<ref bean="turn0"/><ref bean="turn1"/>''}</set></property>
+        <property name="remoteIceCandidates"><set></set></property>
+      </bean>
+    </beans>
+  '');
 
   # Upstream mounts a small client settings file; it holds no secret.
   html5Settings = (pkgs.formats.yaml { }).generate "bbb-html5.yml" {
@@ -90,16 +139,12 @@ let
         ENABLE_LEARNING_DASHBOARD = "true";
         WELCOME_MESSAGE = "";
         WELCOME_FOOTER = "";
-      } // lib.optionalAttrs (turn.host != null) {
-        STUN_SERVER = "stun:${turn.host}:${toString turn.port}";
-        # The venue's coturn, over TLS: the clients that need TURN at all
-        # are the ones behind firewalls that block UDP.
-        TURN_EXT_SERVER = "turns:${turn.host}:${toString turn.tlsPort}?transport=tcp";
       };
       environmentFiles = [ "${runDir}/shared.env" ];
       volumes = [
         (vol "bigbluebutton" "/var/bigbluebutton")
         (vol "freeswitch-meetings" "/var/freeswitch/meetings")
+        "${turnStunTemplate}:/etc/bigbluebutton/turn-stun-servers.xml.tmpl:ro"
       ];
     };
 
@@ -116,7 +161,8 @@ let
       volumes = [ (vol "freeswitch-meetings" "/var/freeswitch/meetings") ];
     };
 
-    nginx = {
+    # Not `nginx`: oci-containers would give it /run/nginx, NixOS' nginx's.
+    bbb-nginx = {
       # Listens on the bridge gateway, which exists once a container joined.
       dependsOn = [ "bbb-web" ];
       extraOptions = hostNet.extraOptions ++ [ "--tmpfs=/tmp" ] ++ map (h: "--add-host=${h}") [
@@ -124,6 +170,9 @@ let
         "bbb-web:10.7.7.2"
         "etherpad:10.7.7.4"
         "webrtc-sfu:${gateway}"
+        # Upstream's site always proxies / to greenlight:3000 (no Greenlight
+        # here: those requests fail, nginx itself starts).
+        "greenlight:10.7.7.21"
         "bbb-graphql-server:10.7.7.31"
         "bbb-graphql-middleware:10.7.7.32"
       ];
@@ -186,10 +235,12 @@ let
     etherpad = "docker.io/alangecker/bbb-docker-etherpad:2.2.7-s8328b77-p88f3f6b";
     bbb-pads = "docker.io/alangecker/bbb-docker-pads:v1.5.3";
     bbb-export-annotations = "docker.io/alangecker/bbb-docker-bbb-export-annotations:v3.0.4";
-    collabora = "docker.io/collabora/code:latest";
+    # Upstream says `latest`; pinned to a release tag seen pinned elsewhere
+    # (owncloud/web's CI). Override with a digest once one can be cited.
+    collabora = "docker.io/collabora/code:25.04.4.2.1";
     bbb-web = "docker.io/alangecker/bbb-docker-web:v3.0.4";
     freeswitch = "docker.io/alangecker/bbb-docker-freeswitch:v1.10.12-v3.0.4";
-    nginx = "docker.io/alangecker/bbb-docker-nginx:v3.0.4-v5.3.1-1.25";
+    bbb-nginx = "docker.io/alangecker/bbb-docker-nginx:v3.0.4-v5.3.1-1.25";
     webrtc-sfu = "docker.io/alangecker/bbb-docker-webrtc-sfu:v2.17.0-beta.6";
     fsesl-akka = "docker.io/alangecker/bbb-docker-fsesl-akka:v3.0.4";
     apps-akka = "docker.io/alangecker/bbb-docker-apps-akka:v3.0.4";
@@ -201,7 +252,7 @@ let
   unitDeps = [ "venue-bbb-secrets.service" "venue-bbb-network.service" ];
 in
 {
-  imports = [ ./common.nix ];
+  imports = [ ./common.nix ./archive.nix ];
 
   options.services.venue.bbb = with lib.types; {
     enable = lib.mkEnableOption "a BigBlueButton 3.0 server (upstream container images)";
@@ -234,11 +285,12 @@ in
 
     images = lib.mkOption {
       type = attrsOf str;
-      default = defaultImages;
-      defaultText = lib.literalMD "the tags of bigbluebutton/docker v3.0.4";
+      default = { };
+      example = { bbb-web = "docker.io/alangecker/bbb-docker-web@sha256:<digest>"; };
       description = ''
-        Image reference per container. Override an entry with
-        `name@sha256:<digest>` to pin it.
+        Image references that replace the defaults (the tags of
+        bigbluebutton/docker v3.0.4), per container; the other containers
+        keep theirs. Use `name@sha256:<digest>` to pin one.
       '';
     };
 
@@ -272,11 +324,16 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [{
+      assertion = lib.all (n: defaultImages ? ${n}) (lib.attrNames cfg.images);
+      message = "services.venue.bbb.images: unknown container(s) ${toString (lib.filter (n: !(defaultImages ? ${n})) (lib.attrNames cfg.images))}; known: ${toString (lib.attrNames defaultImages)}";
+    }];
+
     virtualisation.oci-containers = {
       backend = "podman";
       containers = lib.mapAttrs
         (name: c: c // {
-          image = cfg.images.${name};
+          image = (defaultImages // cfg.images).${name};
           inherit (cfg) autoStart;
         })
         containers;
@@ -304,7 +361,15 @@ in
           UMask = "0077";
         };
         script = ''
+          # Data volumes. Not tmpfiles: it would reset the owners the images
+          # give them (postgres, bbb-web's uid 998) on every switch. The BBB
+          # data stays 0755: the nginx container's workers serve slides and
+          # recordings from it as "other", as upstream's default umask allows.
+          install -d -m 0755 ${cfg.stateDir}
+          mkdir -p ${lib.concatMapStringsSep " " (d: "${cfg.stateDir}/${d}") [ "bigbluebutton" "freeswitch-meetings" "mediasoup" "postgres" ]}
+          chmod 0755 ${cfg.stateDir}/bigbluebutton
           mkdir -p ${runDir} ${cfg.stateDir}/internal-secrets
+          chmod 0700 ${cfg.stateDir}/internal-secrets
           internal() {
             f=${cfg.stateDir}/internal-secrets/$1
             [ -s "$f" ] || tr -dc A-Za-z0-9 </dev/urandom | head -c 40 > "$f"
@@ -312,7 +377,8 @@ in
           }
           shared=$(cat ${lib.escapeShellArg cfg.secretFile})
           turn=${if turn.host != null then ''$(cat ${lib.escapeShellArg turn.secretFile})'' else "''"}
-          printf 'SHARED_SECRET=%s\nTURN_SECRET=%s\nTURN_EXT_SECRET=%s\n' "$shared" "$turn" "$turn" > ${runDir}/shared.env
+          # TURN_SECRET: filled into our turn-stun-servers template by dockerize.
+          printf 'SHARED_SECRET=%s\nTURN_SECRET=%s\n' "$shared" "$turn" > ${runDir}/shared.env
           printf 'POSTGRES_PASSWORD=%s\n' "$(internal postgres)" > ${runDir}/postgres.env
           printf 'ETHERPAD_API_KEY=%s\n' "$(internal etherpad)" > ${runDir}/etherpad.env
           esl=$(internal esl)
@@ -327,16 +393,7 @@ in
       })
       containers;
 
-    systemd.tmpfiles.rules = map (d: "d ${cfg.stateDir}/${d} 0750 root root - -") [
-      "bigbluebutton"
-      "freeswitch-meetings"
-      "mediasoup"
-      "postgres"
-    ];
-
-    services.nginx.virtualHosts.${cfg.hostName} = {
-      enableACME = true;
-      forceSSL = true;
+    services.nginx.virtualHosts.${cfg.hostName} = venue.internal.vhostTls // {
       locations."/" = {
         proxyPass = "http://127.0.0.1:${toString cfg.apiPort}";
         proxyWebsockets = true;
@@ -356,5 +413,12 @@ in
     };
 
     services.venue.healthz.checks.bbb = "http://127.0.0.1:${toString cfg.apiPort}/bigbluebutton/api";
+
+    # What outlives the event (archive.nix): the published recordings, and
+    # the raw ones whose processing had not finished when the event ended.
+    services.venue.archive.items = {
+      recordings-published.path = "${cfg.stateDir}/bigbluebutton/published";
+      recordings-raw.path = "${cfg.stateDir}/bigbluebutton/recording/raw";
+    };
   };
 }

@@ -2,13 +2,34 @@
 # credentials (use-auth-secret) from the agent's secret, TLS on 5349 with an
 # ACME certificate, a fixed relay port range and the firewall to match.
 # Jitsi, BigBlueButton and the portal hand out credentials for it.
+#
+# Read against nixpkgs (the newest stored copies):
+# - nixos/modules/services/networking/coturn.nix @ 4f58def5e6e9: the unit
+#   runs as `turnserver` (also its preStart, which reads
+#   static-auth-secret-file), renders listening-port/tls-listening-port from
+#   its own options (default 3478/5349), has no ExecReload, and writes the
+#   runtime config to /run/coturn (tmpfiles, 0700 turnserver).
+# - nixos/modules/security/acme/default.nix @ c9634190fe4c: every cert's base
+#   unit chgrps `<webroot>/.well-known/acme-challenge` to the cert's group. A
+#   TURN cert in group `turnserver` on the webroot nginx's own certs use
+#   (group nginx) made the challenge directory unreadable for nginx, and flip
+#   between groups on a host with both. So the TURN cert keeps nginx's group
+#   and coturn gets the key through systemd credentials (read by root at start).
 { config, lib, ... }:
 
 let
   venue = config.services.venue;
   cfg = venue.coturn;
-  certDir = config.security.acme.certs.${cfg.hostName}.directory;
   acmeRoot = "/var/lib/acme/acme-challenge";
+  credDir = "/run/credentials/coturn.service";
+
+  # The agent's certificate when it supplies one, else this host's own ACME cert.
+  ownCert = venue.tls.certificateFile == null;
+  certFiles =
+    if ownCert then
+      let dir = config.security.acme.certs.${cfg.hostName}.directory;
+      in { cert = "${dir}/fullchain.pem"; key = "${dir}/key.pem"; }
+    else { cert = venue.tls.certificateFile; key = venue.tls.keyFile; };
 in
 {
   imports = [ ./common.nix ];
@@ -79,6 +100,8 @@ in
     {
       services.coturn = {
         enable = true;
+        listening-port = venue.turn.port;
+        tls-listening-port = venue.turn.tlsPort;
         realm = cfg.realm;
         use-auth-secret = true;
         # systemd hands the root-only file to the turnserver user.
@@ -88,19 +111,21 @@ in
         no-cli = true;
         no-tls = !cfg.tls;
         no-dtls = !cfg.tls;
-        cert = lib.mkIf cfg.tls "${certDir}/fullchain.pem";
-        pkey = lib.mkIf cfg.tls "${certDir}/key.pem";
+        cert = lib.mkIf cfg.tls "${credDir}/tls-cert";
+        pkey = lib.mkIf cfg.tls "${credDir}/tls-key";
         extraConfig = ''
           no-multicast-peers
           fingerprint
         '' + lib.concatMapStrings (r: "denied-peer-ip=${r}\n") cfg.deniedPeerRanges;
       };
 
-      systemd.services.coturn.serviceConfig.LoadCredential = [ "turn-secret:${cfg.secretFile}" ];
+      systemd.services.coturn.serviceConfig.LoadCredential =
+        [ "turn-secret:${cfg.secretFile}" ]
+        ++ lib.optionals cfg.tls [ "tls-cert:${certFiles.cert}" "tls-key:${certFiles.key}" ];
 
       networking.firewall = {
-        allowedTCPPorts = [ 3478 ] ++ lib.optional cfg.tls 5349;
-        allowedUDPPorts = [ 3478 ] ++ lib.optional cfg.tls 5349;
+        allowedTCPPorts = [ venue.turn.port ] ++ lib.optional cfg.tls venue.turn.tlsPort;
+        allowedUDPPorts = [ venue.turn.port ] ++ lib.optional cfg.tls venue.turn.tlsPort;
         allowedUDPPortRanges = [{ from = cfg.minPort; to = cfg.maxPort; }];
       };
 
@@ -108,13 +133,20 @@ in
       services.venue.healthz.checks.coturn = null;
     }
 
-    (lib.mkIf cfg.tls {
-      # A certificate of its own, readable by coturn; nginx only answers the
-      # HTTP-01 challenge for it and never reads it. (Not through nginx's
-      # useACMEHost: nginx would then assert that it can read the key.)
+    # The agent's certificate: restarted when `venue deploy` replaces it
+    # (coturn has no reload, and credentials are copied at start).
+    (lib.mkIf (cfg.tls && !ownCert) {
+      services.venue.tls.reloadServices = [ "coturn.service" ];
+    })
+
+    (lib.mkIf (cfg.tls && ownCert) {
+      # A certificate of its own; nginx answers its HTTP-01 challenge. Same
+      # group as nginx's certificates, so the shared webroot keeps one group
+      # (see above); coturn reads it through LoadCredential, as root.
       security.acme.certs.${cfg.hostName} = {
         webroot = acmeRoot;
-        group = "turnserver";
+        group = config.services.nginx.group;
+        # try-reload-or-restart: a restart, which copies the credentials anew.
         reloadServices = [ "coturn.service" ];
       };
       services.nginx.virtualHosts.${cfg.hostName}.locations."^~ /.well-known/acme-challenge/".root = acmeRoot;

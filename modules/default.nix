@@ -3,10 +3,12 @@
 {
   imports = [
     ./common.nix
+    ./archive.nix
     ./jitsi.nix
     ./jvb.nix
     ./bbb.nix
     ./coturn.nix
+    ./stream.nix
     ./portal.nix
     ./hetzner.nix
     ./vpsadminos.nix

@@ -3,6 +3,37 @@
 # for holders of a token the portal signed, TURN credentials from the
 # venue's coturn, colibri websockets through nginx, and a bridge MUC that
 # extra videobridge hosts (jvb.nix) can join.
+#
+# Read against nixpkgs (nixos-26.05 line, the newest copies stored):
+# - nixos/modules/services/web-apps/jitsi-meet.nix (the secureDomain /
+#   jitsi-excalidraw revision, meta.teams): always declares the prosody
+#   VirtualHost "guest.<host>" with `authentication = "anonymous"`; jicofo
+#   authentication is on only with secureDomain; the conference MUC is a
+#   `services.prosody.muc` list entry; prosody.package is a mkDefault
+#   override (cjson); enableACME/forceSSL on the vhost are mkDefault.
+# - nixos/modules/services/networking/prosody.nix @ daaf9122b9fa: renders
+#   each MUC as `Component "<domain>" "muc"` + `modules_enabled = {...}` and
+#   the VirtualHosts after all MUCs, in attribute order; `enabled` renders as
+#   `enabled = <bool>;` in the host block.
+# - pkgs/by-name/pr/prosody/package.nix @ b1325fd54d3a: prosody 13.0.3,
+#   whose config parser (core/configmanager.lua, since 13.0.0) supports
+#   `option:append { ... }` on an option already set for that host.
+# - nixos/modules/services/networking/jitsi-videobridge.nix (newest stored,
+#   `apis.rest.enabled = cfg.colibriRestApi`): /colibri/stats on the
+#   bridge's private HTTP server, which stays on loopback; nginx passes it on
+#   to the portal's addresses only, as it does prosody's /room-size
+#   (mod_muc_size from jitsi-meet-prosody, on the main virtual host).
+# - jitsi-meet-prosody's token/util.lib.lua: verify_room lets a session
+#   without a token (an anonymous one) through, "jicofo is verifying
+#   creation domain", which it does not without authentication. Hence no
+#   anonymous host at all here.
+#
+# jitsi-meet carries libolm's knownVulnerabilities (end-to-end encryption
+# code the venue does not rely on). The module cannot permit it through
+# nixpkgs.config (that breaks every configuration that passes its own
+# `nixpkgs.pkgs`): whoever makes pkgs does, by name, as lib.mkFleet, this
+# flake's nixosConfigurations and the VM tests do (`venueNixpkgsConfig` in
+# nix/pkgs-config.nix).
 { config, lib, pkgs, ... }:
 
 let
@@ -15,14 +46,9 @@ let
   # configuration through envsubst at start, so only "$NAME" is in the store.
   envFile = "/run/venue-jitsi/prosody.env";
 
-  # The module list nixpkgs' prosody.nix renders for the conference MUC.
-  prosody = config.services.prosody;
-  conferenceMuc = lib.findFirst (m: m.domain == "conference.${host}") null prosody.muc;
-  mucModules =
-    lib.optional prosody.modules.mam "muc_mam"
-    ++ lib.optional (conferenceMuc != null && conferenceMuc.allowners_muc) "muc_allowners"
-    ++ lib.optional (conferenceMuc != null && conferenceMuc.moderation) "muc_moderation"
-    ++ lib.optional (lib.elem "muc_notifications" prosody.package.communityModules) "muc_notifications";
+  # The videobridge's private HTTP server (jvb reference.conf: 127.0.0.1:8080).
+  colibriPrivatePort = 8080;
+  allowOnly = addresses: lib.concatMapStrings (a: "allow ${a};\n") addresses + "deny all;\n";
 in
 {
   imports = [ ./common.nix ];
@@ -107,6 +133,17 @@ in
       description = "This bridge's id in colibri websocket URLs (`/colibri-ws/<id>/`).";
     };
 
+    statsFrom = lib.mkOption {
+      type = listOf str;
+      default = [ "127.0.0.1" "::1" ];
+      example = [ "203.0.113.2" ];
+      description = ''
+        Addresses that may read how many people are in each room
+        (`/room-size`, prosody's mod_muc_size) and the bridge's load
+        (`/colibri/stats`): the portal's. Everyone else gets 403.
+      '';
+    };
+
     colibriPort = lib.mkOption {
       type = port;
       default = 9090;
@@ -116,13 +153,6 @@ in
 
   config = lib.mkIf cfg.enable (lib.mkMerge [
     {
-      # jitsi-meet carries libolm's knownVulnerabilities (end-to-end
-      # encryption code that the venue does not rely on). Permit it by name,
-      # so that an update does not break the build the way a versioned
-      # permittedInsecurePackages entry would. (No mkDefault: nixpkgs.config
-      # is not a submodule, so a priority wrapper would stay in the value.)
-      nixpkgs.config.allowInsecurePredicate = pkg: lib.getName pkg == "jitsi-meet";
-
       services.jitsi-meet = {
         enable = true;
         hostName = host;
@@ -139,6 +169,8 @@ in
         };
         # Clients reach the bridge over a websocket proxied by nginx, so one
         # TLS port serves the page, XMPP and the bridge channel.
+        # /colibri/stats on the private HTTP server (127.0.0.1:8080).
+        colibriRestApi = true;
         config.videobridge = {
           http-servers.public = {
             host = "127.0.0.1";
@@ -153,10 +185,27 @@ in
         };
       };
 
-      services.nginx.virtualHosts.${host}.locations."~ ^/colibri-ws/${cfg.serverId}/(.*)" = {
-        proxyPass = "http://127.0.0.1:${toString cfg.colibriPort}/colibri-ws/${cfg.serverId}/$1$is_args$args";
-        proxyWebsockets = true;
+      services.nginx.virtualHosts.${host} = venue.internal.vhostTls // {
+        locations = {
+          "~ ^/colibri-ws/${cfg.serverId}/(.*)" = {
+            proxyPass = "http://127.0.0.1:${toString cfg.colibriPort}/colibri-ws/${cfg.serverId}/$1$is_args$args";
+            proxyWebsockets = true;
+          };
+          # For the portal's room and bridge status, and for nobody else.
+          "= /room-size" = {
+            proxyPass = "http://127.0.0.1:5280/room-size";
+            extraConfig = allowOnly cfg.statsFrom;
+          };
+          "= /colibri/stats" = {
+            proxyPass = "http://127.0.0.1:${toString colibriPrivatePort}/colibri/stats";
+            extraConfig = allowOnly cfg.statsFrom;
+          };
+        };
       };
+
+      # No anonymous logins: nixpkgs always declares this host, and a session
+      # on it carries no token, which token_verification lets into any room.
+      services.prosody.virtualHosts."guest.${host}".enabled = lib.mkForce false;
 
       # Copies the agent's secrets to where the nixpkgs units read them;
       # root reads the 0400 files, the copies stay outside the store.
@@ -226,18 +275,18 @@ in
       #
       # Then token_verification on the conference MUC, so that a token opens
       # only the room it names. nixpkgs declares that MUC in a list entry we
-      # cannot extend, but prosody lets a Component be declared again: the
-      # block below (rendered after all MUCs) repeats its module list, which
-      # mucModules recomputes from the same options, and adds the verifier.
+      # cannot extend; prosody lets a Component be entered again, and since
+      # 13.0 appends to the list nixpkgs rendered for it (whatever nixpkgs
+      # puts there, now or later), rather than replacing it.
       services.prosody.virtualHosts.${host}.extraConfig = lib.mkAfter ''
         authentication = "token"
         app_id = "${cfg.jwt.appId}"
         app_secret = "$VENUE_JWT_SECRET"
         allow_empty_token = false
-        modules_enabled = { "jitsi_session" }
+        modules_enabled = { "jitsi_session", "muc_size" }
 
         Component "conference.${host}" "muc"
-          modules_enabled = { ${lib.concatMapStringsSep ", " (m: ''"${m}"'') (mucModules ++ [ "token_verification" ])} }
+          modules_enabled:append { "token_verification" }
       '';
     })
 

@@ -2,6 +2,13 @@
 # Jitsi host's prosody as the shared `jvb` account and joining its bridge
 # MUC under its own nickname, so jicofo spreads conferences over it. Clients
 # reach it directly, through its own nginx, for the colibri websocket.
+#
+# Read against nixpkgs (newest stored copies): nixos/modules/services/
+# web-apps/jitsi-meet.nix (the bridge MUC is `jvbbrewery@internal.auth.<host>`,
+# the `jvb` account lives on `auth.<host>`, prosody listens for clients on
+# 5222 unless `prosody.lockdown`, which venue leaves off) and
+# nixos/modules/services/networking/jitsi-videobridge.nix (xmppConfigs,
+# nat, openFirewall: 10000/udp).
 { config, lib, ... }:
 
 let
@@ -60,6 +67,12 @@ in
       description = "Address of the bridge's interface.";
     };
 
+    statsFrom = lib.mkOption {
+      type = listOf str;
+      default = [ "127.0.0.1" "::1" ];
+      description = "Addresses that may read the bridge's load (`/colibri/stats`): the portal's.";
+    };
+
     colibriPort = lib.mkOption {
       type = port;
       default = 9090;
@@ -87,6 +100,8 @@ in
           # The main host's prosody presents a self-signed certificate.
           disableCertificateVerification = true;
         };
+        # /colibri/stats on the private HTTP server (127.0.0.1:8080).
+        colibriRestApi = true;
         config.videobridge = {
           http-servers.public = {
             host = "127.0.0.1";
@@ -105,12 +120,15 @@ in
         "jvb-muc-password:${cfg.passwordFile}"
       ];
 
-      services.nginx.virtualHosts.${cfg.hostName} = {
-        enableACME = true;
-        forceSSL = true;
+      services.nginx.virtualHosts.${cfg.hostName} = venue.internal.vhostTls // {
         locations."~ ^/colibri-ws/${cfg.nickname}/(.*)" = {
           proxyPass = "http://127.0.0.1:${toString cfg.colibriPort}/colibri-ws/${cfg.nickname}/$1$is_args$args";
           proxyWebsockets = true;
+        };
+        # The portal's bridge status, and nobody else's.
+        locations."= /colibri/stats" = {
+          proxyPass = "http://127.0.0.1:8080/colibri/stats";
+          extraConfig = lib.concatMapStrings (a: "allow ${a};\n") cfg.statsFrom + "deny all;\n";
         };
       };
 

@@ -3,6 +3,12 @@
 # Its configuration file names the BBB servers, the Jitsi domain and the
 # TURN server, and only the paths of secrets: systemd copies the root-only
 # secret files into the service's credentials directory at start.
+#
+# Read against nixpkgs (newest stored copy):
+# - nixos/modules/services/web-servers/nginx/vhost-options.nix @ 9c5718477:
+#   serverAliases, forceSSL/enableACME, sslCertificate(Key) (`types.path`,
+#   a string path is used in place: the agent's certificate never enters
+#   the store).
 { config, lib, pkgs, ... }:
 
 let
@@ -32,6 +38,9 @@ let
       inherit (cfg.jitsi) domain;
       app_id = cfg.jitsi.appId;
       secret_file = "${credDir}/jwt-secret";
+      bridge = map (b: { inherit (b) name; stats_url = b.statsUrl; }) cfg.jitsi.bridges;
+    } // lib.optionalAttrs (cfg.jitsi.roomSizeUrl != null) {
+      room_size_url = cfg.jitsi.roomSizeUrl;
     };
   } // lib.optionalAttrs (venue.turn.host != null) {
     turn = {
@@ -61,7 +70,7 @@ let
   '';
 in
 {
-  imports = [ ./common.nix ];
+  imports = [ ./common.nix ./archive.nix ];
 
   options.services.venue.portal = with lib.types; {
     enable = lib.mkEnableOption "the venue's attendee portal";
@@ -85,6 +94,13 @@ in
         file it names is read from the same directory, so pass the folder
         (as in the example) rather than the file alone.
       '';
+    };
+
+    serverAliases = lib.mkOption {
+      type = listOf str;
+      default = [ ];
+      example = [ "lpc-2020-portal-1.lpc.example.org" ];
+      description = "Other names the portal answers to (the host's own name, when the portal lives at the event's domain).";
     };
 
     publicUrl = lib.mkOption {
@@ -157,6 +173,32 @@ in
         description = "Issuer (`iss`) of the tokens; prosody's app_id.";
       };
 
+      roomSizeUrl = lib.mkOption {
+        type = nullOr str;
+        default = null;
+        example = "https://lpc-2020-jitsi-1.lpc.example.org/room-size";
+        description = "prosody's mod_muc_size endpoint on the Jitsi host: people per room for /status and the room list.";
+      };
+
+      bridges = lib.mkOption {
+        default = [ ];
+        description = "Videobridges whose load /status shows.";
+        type = listOf (submodule {
+          options = {
+            name = lib.mkOption {
+              type = str;
+              example = "lpc-2020-jvb-1";
+              description = "The bridge's name (the fleet's host name).";
+            };
+            statsUrl = lib.mkOption {
+              type = str;
+              example = "https://lpc-2020-jvb-1.lpc.example.org/colibri/stats";
+              description = "The bridge's `/colibri/stats`.";
+            };
+          };
+        });
+      };
+
       secretFile = lib.mkOption {
         type = str;
         default = "${venue.secretsDir}/jwt-secret";
@@ -173,6 +215,8 @@ in
         domain = lib.mkDefault venue.jitsi.hostName;
         appId = lib.mkDefault venue.jitsi.jwt.appId;
         secretFile = lib.mkDefault venue.jitsi.jwt.secretFile;
+        roomSizeUrl = lib.mkDefault "https://${venue.jitsi.hostName}/room-size";
+        bridges = [{ name = config.networking.hostName; statsUrl = "https://${venue.jitsi.hostName}/colibri/stats"; }];
       };
       bbbServers = lib.mkIf (venue.bbb.enable or false) [{
         name = config.networking.hostName;
@@ -235,14 +279,20 @@ in
 
     environment.systemPackages = [ portalCtl ];
 
-    services.nginx.virtualHosts.${cfg.hostName} = {
-      enableACME = true;
-      forceSSL = true;
+    services.nginx.virtualHosts.${cfg.hostName} = venue.internal.vhostTls // {
+      inherit (cfg) serverAliases;
       locations."/".proxyPass = "http://${cfg.listen}";
     };
 
     networking.firewall.allowedTCPPorts = [ 80 443 ];
 
     services.venue.healthz.checks.portal = "http://${cfg.listen}/healthz";
+
+    # What outlives the event (archive.nix): the database, copied by SQLite's
+    # online backup while the portal serves, as the service's own user.
+    services.venue.archive.items."portal.sqlite" = {
+      path = "/var/lib/${unit}/archive.sqlite";
+      dump = "${portalCtl}/bin/venue-portal-ctl backup /var/lib/${unit}/archive.sqlite";
+    };
   };
 }

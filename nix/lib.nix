@@ -20,6 +20,17 @@
 # deploys it with nixos-rebuild. All hosts count for the wiring: where TURN,
 # the Jitsi main host and the BBB servers are.
 #
+# fleet.json also carries `acme_email` (event.toml's `[tls] email`: every
+# host gets it, as nixpkgs' security.acme requires one for per-host
+# certificates) and `tls` (true when the agent supplies the one certificate
+# for the event's names: hosts then use it instead of per-host ACME).
+#
+# `eventFile` is copied into the store together with the schedule it names,
+# and nothing else of its folder (the agent's state directory, with the
+# event's secrets, lives beside event.toml).
+#
+# Every system's pkgs is made with nix/pkgs-config.nix (jitsi-meet permitted).
+#
 # Uses builtins only, so that it can be evaluated without nixpkgs
 # (nix/lib-test.nix does, with a stub nixosSystem).
 { nixosSystem, modules }:
@@ -28,8 +39,32 @@ let
   inherit (builtins) elem filter foldl' head length listToAttrs map;
 
   optionalAttrs = cond: attrs: if cond then attrs else { };
+  hasPrefix = pre: s: builtins.substring 0 (builtins.stringLength pre) s == pre;
+
+  nixpkgsConfig = import ./pkgs-config.nix;
+  pkgsModule = { nixpkgs.config = nixpkgsConfig; };
+
+  # event.toml and its schedule, in the store: `<store path>/event.toml`.
+  eventInStore = eventFile:
+    let
+      file = toString eventFile;
+      dir = dirOf file;
+      schedule = (builtins.fromTOML (builtins.readFile file)).schedule or null;
+      keep = [ file ] ++ (if schedule == null then [ ] else [ "${dir}/${schedule}" ]);
+      copy = builtins.path {
+        path = dir;
+        name = "venue-event";
+        # A kept file, or a folder on the way to one.
+        filter = p: type: builtins.any (k: k == p || (type == "directory" && hasPrefix "${p}/" k)) keep;
+      };
+    in
+    if schedule != null && (hasPrefix "/" schedule || builtins.match "(.*/)?\\.\\.(/.*)?" schedule != null)
+    then throw "${file}: schedule `${schedule}` must be inside the event's folder to reach the portal"
+    else "${copy}/${baseNameOf file}";
 in
 {
+  inherit nixpkgsConfig;
+
   mkFleet = { fleet, extraModules ? [ ], eventFile ? null }:
     let
       servers = fleet.servers;
@@ -39,8 +74,14 @@ in
       ipv6 = s: s.ipv6 or null;
 
       jitsiMain = firstWithRole "jitsi";
+      streamOrigin = firstWithRole "stream";
+      # Where the stages are captured: they push RTMP to the origin.
+      stageHosts = filter (s: elem s.role [ "bbb" "jitsi" "jvb" ]) servers;
       coturn = firstWithRole "coturn";
       bridges = withRole "jvb";
+      # Who may read the Jitsi hosts' room sizes and bridge load: the portal.
+      addresses = s: filter (a: a != null) [ s.ipv4 (ipv6 s) ];
+      portalAddresses = builtins.concatMap addresses (withRole "portal");
 
       roleConfig = s: {
         bbb = {
@@ -60,6 +101,7 @@ in
             publicAddress = s.ipv4;
             localAddress = s.ipv4;
             bridges.acceptRemote = length bridges > 0;
+            statsFrom = portalAddresses;
           };
         };
 
@@ -74,6 +116,7 @@ in
             nickname = s.name;
             publicAddress = s.ipv4;
             localAddress = s.ipv4;
+            statsFrom = portalAddresses;
           };
         };
 
@@ -84,10 +127,31 @@ in
           };
         };
 
+        stream = {
+          stream.origin = {
+            enable = true;
+            hostName = publicName s;
+            publishFrom = builtins.concatMap (h: filter (a: a != null) [ h.ipv4 (ipv6 h) ]) stageHosts;
+          };
+        };
+
+        edge = {
+          stream.edge = {
+            enable = true;
+            hostName = publicName s;
+            origin =
+              if streamOrigin == null
+              then throw "fleet.json: stream edge ${s.name} has no stream origin to cache"
+              else publicName streamOrigin;
+          };
+        };
+
         portal = {
           portal = {
             enable = true;
-            hostName = publicName s;
+            # Attendees find the portal at the event's own name.
+            hostName = fleet.domain;
+            serverAliases = [ (publicName s) ];
             bbbServers = map
               (b: {
                 inherit (b) name;
@@ -95,25 +159,40 @@ in
               })
               (withRole "bbb");
           }
-          // optionalAttrs (jitsiMain != null) { jitsi.domain = publicName jitsiMain; }
-          // optionalAttrs (eventFile != null) { inherit eventFile; };
+          // optionalAttrs (jitsiMain != null) {
+            jitsi = {
+              domain = publicName jitsiMain;
+              roomSizeUrl = "https://${publicName jitsiMain}/room-size";
+              bridges = map
+                (b: { inherit (b) name; statsUrl = "https://${publicName b}/colibri/stats"; })
+                ([ jitsiMain ] ++ bridges);
+            };
+          }
+          // optionalAttrs (eventFile != null) { eventFile = eventInStore eventFile; };
         };
       }.${s.role} or (throw "fleet.json: server ${s.name} has unknown role ${s.role}");
+
+      # What every host of the event shares: the domain, TURN, TLS. (The
+      # address is a default: a static host's own configuration may say.)
+      venueShared = lib: {
+        domain = fleet.domain;
+      }
+      // optionalAttrs (coturn != null) { turn.host = publicName coturn; }
+      // optionalAttrs (fleet ? acme_email) { acme.email = lib.mkDefault fleet.acme_email; }
+      // optionalAttrs (fleet.tls or false) { tls.fromAgent = true; };
 
       hostModule = s: { lib, ... }: {
         nixpkgs.hostPlatform = lib.mkDefault "x86_64-linux";
         networking.hostName = s.name;
         networking.domain = fleet.domain;
         system.stateVersion = lib.mkDefault "26.05";
-        services.venue = {
-          domain = fleet.domain;
+        services.venue = venueShared lib // {
           hetzner = {
             enable = true;
             ipv6Address = ipv6 s;
           };
         }
-        // optionalAttrs (coturn != null) { turn.host = publicName coturn; }
-        // roleConfig s;
+          // roleConfig s;
       };
 
       rented = filter (s: !(s.static or false)) servers;
@@ -126,14 +205,16 @@ in
       staticModule = name:
         let entries = filter (s: s.name == name) servers;
         in { lib, ... }: {
+          # Defaults only: the host's own configuration decides.
+          nixpkgs.hostPlatform = lib.mkDefault "x86_64-linux";
+          system.stateVersion = lib.mkDefault "26.05";
           networking.hostName = lib.mkDefault name;
           networking.domain = lib.mkDefault fleet.domain;
-          services.venue = { domain = fleet.domain; }
-            // optionalAttrs (coturn != null) { turn.host = publicName coturn; }
+          services.venue = venueShared lib
             // foldl' (acc: s: acc // roleConfig s) { } entries;
         };
       staticSystem = name: nixosSystem {
-        modules = modules ++ [ (staticModule name) (/. + (head (filter (s: s.name == name) servers)).configuration) ] ++ extraModules;
+        modules = modules ++ [ pkgsModule (staticModule name) (/. + (head (filter (s: s.name == name) servers)).configuration) ] ++ extraModules;
       };
     in
     if !(fleet ? domain) then throw "fleet.json: no domain"
@@ -143,7 +224,7 @@ in
           (s: {
             inherit (s) name;
             value = nixosSystem {
-              modules = modules ++ [ (hostModule s) ] ++ extraModules;
+              modules = modules ++ [ pkgsModule (hostModule s) ] ++ extraModules;
             };
           })
           rented

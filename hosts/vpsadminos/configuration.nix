@@ -1,7 +1,8 @@
 # A long-lived venue host: NixOS in a vpsAdminOS container at a hosting
 # co-op, running the portal all year and coturn for the event. It is
-# deployed with plain `nixos-rebuild switch --flake .#vpsadminos`, not by
-# the agent; the agent's rented servers join it for the event days.
+# deployed with plain `nixos-rebuild switch` on the container (see
+# flake.nix beside this file, which adds vpsAdminOS' own guest module), not
+# by the agent; the agent's rented servers join it for the event days.
 #
 # Addresses and names are examples (RFC 5737 / example.org).
 { ... }:

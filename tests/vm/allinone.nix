@@ -8,8 +8,6 @@
 pkgs.testers.runNixOSTest {
   name = "venue-allinone";
 
-  node.pkgsReadOnly = false;
-
   nodes = {
     allinone = { config, ... }: {
       imports = [
@@ -86,5 +84,13 @@ pkgs.testers.runNixOSTest {
           for role in ["portal", "jitsi", "coturn"]:
               assert status(f"/healthz/{role}") == "200", role
           assert status("/healthz/bbb") == "502"
+
+      with subtest("all certificates share the ACME webroot's group"):
+          # TURN's certificate used to chgrp it to turnserver, locking nginx
+          # out of the HTTP-01 challenge.
+          for cert in ["portal", "meet", "bbb", "turn"]:
+              allinone.wait_for_unit(f"acme-{cert}.service")
+          group = allinone.succeed("stat -c %G /var/lib/acme/acme-challenge/.well-known/acme-challenge").strip()
+          assert group == "nginx", group
     '';
 }

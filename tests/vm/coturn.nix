@@ -1,6 +1,10 @@
 # coturn with TURN REST credentials: a client gets an allocation with
 # credentials derived from the shared secret, and is refused with a wrong
-# secret or an expired username. Model: nixpkgs' nixos/tests/coturn.nix.
+# secret or an expired username. The ports follow services.venue.turn (set
+# to non-default ones here, so the wiring is what is tested), TLS comes from
+# the host's own ACME certificate (nixpkgs' self-signed one in a VM) handed
+# over as a systemd credential, and the shared ACME webroot stays nginx's.
+# Model: nixpkgs' nixos/tests/coturn.nix.
 { pkgs, venueModules }:
 
 pkgs.testers.runNixOSTest {
@@ -11,6 +15,10 @@ pkgs.testers.runNixOSTest {
       imports = [ venueModules (import ./secrets.nix { turn-secret = "test-turn-secret"; }) ];
       services.venue = {
         domain = "test";
+        turn = {
+          port = 3480;
+          tlsPort = 5350;
+        };
         coturn = {
           enable = true;
           hostName = "turn";
@@ -23,7 +31,7 @@ pkgs.testers.runNixOSTest {
     };
 
     client = { pkgs, ... }: {
-      environment.systemPackages = [ pkgs.coturn pkgs.curl ];
+      environment.systemPackages = [ pkgs.coturn pkgs.curl pkgs.openssl ];
     };
   };
 
@@ -35,6 +43,7 @@ pkgs.testers.runNixOSTest {
       import base64
       import hashlib
       import hmac
+      import re
       import time
 
 
@@ -48,18 +57,23 @@ pkgs.testers.runNixOSTest {
       def allocate(username, password):
           # -y: talk to a second allocation of our own, so no peer is needed.
           return (
-              f"turnutils_uclient -y -c -n 1 -X -u '{username}' -w '{password}' ${turnIP}"
+              f"turnutils_uclient -y -c -n 1 -X -p 3480 -u '{username}' -w '{password}' ${turnIP}"
           )
 
 
       start_all()
       turn.wait_for_unit("coturn.service")
-      turn.wait_for_open_port(3478)
+      turn.wait_for_open_port(3480)
       client.wait_for_unit("multi-user.target")
 
       with subtest("the secret reaches coturn's runtime config, not the store"):
           turn.succeed("grep -q 'static-auth-secret=test-turn-secret' /run/coturn/turnserver.cfg")
-          turn.fail("systemctl cat coturn.service | grep -q test-turn-secret")
+          # The store file preStart copies from: the placeholder, never the secret.
+          conf = re.search(r"/nix/store/\S+turnserver\.conf", ${builtins.toJSON nodes.turn.systemd.services.coturn.preStart}).group(0)
+          turn.succeed(f"grep -q 'static-auth-secret=#static-auth-secret#' {conf}")
+          turn.fail(f"grep -q test-turn-secret {conf}")
+          turn.succeed(f"grep -qx 'listening-port=3480' {conf}")
+          turn.succeed(f"grep -qx 'tls-listening-port=5350' {conf}")
 
       with subtest("credentials from the shared secret get an allocation"):
           client.succeed(allocate(*credentials("test-turn-secret")))
@@ -70,10 +84,22 @@ pkgs.testers.runNixOSTest {
       with subtest("expired credentials are refused"):
           client.fail(allocate(*credentials("test-turn-secret", expires_in=-60)))
 
-      with subtest("TLS listener and firewall"):
-          turn.wait_for_open_port(5349)
-          turn.succeed("iptables -S nixos-fw | grep -q 'dport 3478'")
-          turn.succeed("iptables -S nixos-fw | grep -q 'dport 50000:50100'")
+      with subtest("TLS listener with the host's certificate, and the firewall"):
+          turn.wait_for_open_port(5350)
+          served = client.succeed(
+              "openssl s_client -connect ${turnIP}:5350 -servername turn </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+          )
+          own = turn.succeed("openssl x509 -noout -fingerprint -sha256 -in /var/lib/acme/turn/cert.pem")
+          assert served.strip() == own.strip(), (served, own)
+          rules = turn.succeed("iptables -S nixos-fw")
+          for port in ["3480", "5350", "50000:50100"]:
+              assert f"dport {port}" in rules, (port, rules)
+          assert "dport 3478 " not in rules, rules
+
+      with subtest("the ACME webroot stays readable for nginx"):
+          turn.wait_for_unit("acme-turn.service")
+          group = turn.succeed("stat -c %G /var/lib/acme/acme-challenge/.well-known/acme-challenge").strip()
+          assert group == "nginx", group
 
       with subtest("health endpoint"):
           client.succeed("curl -sf http://${turnIP}/healthz")

@@ -8,10 +8,6 @@
 pkgs.testers.runNixOSTest {
   name = "venue-jitsi";
 
-  # The jitsi module permits the jitsi-meet package through
-  # nixpkgs.config, so each node evaluates its own nixpkgs.
-  node.pkgsReadOnly = false;
-
   nodes = {
     server = { config, ... }: {
       imports = [
@@ -95,15 +91,18 @@ pkgs.testers.runNixOSTest {
         )
 
 
-    def anonymous_login(query):
+    def anonymous_login(query, domain="server"):
         """Opens a BOSH session and tries SASL ANONYMOUS; returns the reply."""
         opened = bosh(
             query,
-            "<body rid='1' to='server' wait='10' hold='1' ver='1.6' "
+            f"<body rid='1' to='{domain}' wait='10' hold='1' ver='1.6' "
             "xmlns='http://jabber.org/protocol/httpbind' "
             "xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>",
         )
-        sid = re.search(r"sid=['\"]([^'\"]+)['\"]", opened).group(1)
+        sid = re.search(r"sid=['\"]([^'\"]+)['\"]", opened)
+        if sid is None:
+            return opened  # no session at all (e.g. host-unknown)
+        sid = sid.group(1)
         return bosh(
             "",
             f"<body rid='2' sid='{sid}' xmlns='http://jabber.org/protocol/httpbind'>"
@@ -158,6 +157,18 @@ pkgs.testers.runNixOSTest {
         assert "<success" not in reply, reply
         reply = anonymous_login("?room=room1&token=" + token("test-jwt-secret"))
         assert "<success" in reply, reply
+
+    with subtest("no anonymous way around the token: nixpkgs' guest host is off"):
+        # A session there has no token, and token_verification would let it
+        # into (and jicofo create) any room.
+        reply = anonymous_login("", domain="guest.server")
+        assert "<success" not in reply, reply
+        server.fail("grep -A1 'VirtualHost \"guest.server\"' /etc/prosody/prosody.cfg.lua | grep -q 'enabled = true'")
+        server.succeed("grep -A1 'VirtualHost \"guest.server\"' /etc/prosody/prosody.cfg.lua | grep -q 'enabled = false'")
+
+    with subtest("the verifier is appended to nixpkgs' module list of the conference MUC"):
+        cfg = server.succeed("cat /etc/prosody/prosody.cfg.lua")
+        assert 'modules_enabled:append { "token_verification" }' in cfg, cfg
 
     with subtest("health endpoints"):
         client.succeed("curl -sf http://${nodes.server.networking.primaryIPAddress}/healthz")

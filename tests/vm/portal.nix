@@ -1,8 +1,21 @@
 # The attendee portal behind nginx: the service is up, the login page is
 # served, and a ticket holder who logs in (email, code, CSRF token) gets a
 # join URL for a Jitsi room with a token signed with the venue's JWT secret.
+# TLS is the agent's certificate (services.venue.tls.fromAgent), not ACME:
+# nginx serves it, and a replaced one is served after the path unit fires.
 { pkgs, venueModules, portalPackage }:
 
+let
+  # Test-only certificates (test secrets may live in the store; real ones never do).
+  certs = pkgs.runCommand "venue-test-certs" { nativeBuildInputs = [ pkgs.openssl ]; } ''
+    mkdir $out
+    for n in first second; do
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=$n" -addext "subjectAltName=DNS:test,DNS:*.test,DNS:portal" \
+        -keyout $out/$n-key.pem -out $out/$n.pem
+    done
+  '';
+in
 pkgs.testers.runNixOSTest {
   name = "venue-portal";
 
@@ -17,9 +30,23 @@ pkgs.testers.runNixOSTest {
           turn-secret = "test-turn-secret";
         })
       ];
+      # What `venue deploy` does before the switch: the certificate is there.
+      systemd.services.test-upload-certificate = {
+        wantedBy = [ "multi-user.target" ];
+        requiredBy = [ "venue-tls.service" ];
+        before = [ "venue-tls.service" ];
+        after = [ "systemd-tmpfiles-setup.service" ];
+        serviceConfig.Type = "oneshot";
+        script = ''
+          install -m 0400 ${certs}/first-key.pem /var/lib/venue/secrets/tls-key.pem
+          install -m 0400 ${certs}/first.pem /var/lib/venue/secrets/tls-fullchain.pem
+        '';
+      };
+
       services.venue = {
         domain = "test";
         turn.host = "turn.test";
+        tls.fromAgent = true;
         portal = {
           enable = true;
           package = portalPackage;
@@ -33,7 +60,7 @@ pkgs.testers.runNixOSTest {
     };
 
     client = { pkgs, ... }: {
-      environment.systemPackages = [ pkgs.curl ];
+      environment.systemPackages = [ pkgs.curl pkgs.openssl ];
     };
   };
 
@@ -95,6 +122,33 @@ pkgs.testers.runNixOSTest {
         ).strip()
         portal.succeed(f"grep -q /run/credentials/venue-portal.service/jwt-secret {config}")
         portal.fail(f"grep -q test-jwt-secret {config}")
+
+    with subtest("nginx serves the agent's certificate, not an ACME one"):
+        assert ${builtins.toJSON (builtins.attrNames nodes.portal.security.acme.certs)} == []
+
+        def served():
+            return client.succeed(
+                "openssl s_client -connect portal:443 -servername portal </dev/null 2>/dev/null"
+                " | openssl x509 -noout -fingerprint -sha256"
+            ).strip()
+
+        def fingerprint(name):
+            return portal.succeed(f"${pkgs.openssl}/bin/openssl x509 -noout -fingerprint -sha256 -in ${certs}/{name}.pem").strip()
+
+        client.wait_until_succeeds("openssl s_client -connect portal:443 </dev/null")
+        assert served() == fingerprint("first"), served()
+
+    with subtest("a renewed certificate is served after the upload, without a switch"):
+        portal.succeed("install -m 0400 ${certs}/second-key.pem /var/lib/venue/secrets/tls-key.pem")
+        portal.succeed("install -m 0400 ${certs}/second.pem /var/lib/venue/secrets/tls-fullchain.pem")
+        client.wait_until_succeeds(
+            f"openssl s_client -connect portal:443 -servername portal </dev/null 2>/dev/null"
+            f" | openssl x509 -noout -fingerprint -sha256 | grep -qxF '{fingerprint('second')}'"
+        )
+        portal.succeed("systemctl is-active nginx.service")
+        # nginx reads its own copy: the agent's files stay root-only.
+        portal.succeed("test \"$(stat -c '%a %U' /var/lib/venue/secrets/tls-key.pem)\" = '400 root'")
+        portal.succeed("test \"$(stat -c '%a %U %G' /run/venue-tls/key.pem)\" = '440 root nginx'")
 
     with subtest("health endpoints answer through nginx"):
         client.wait_for_unit("network.target")

@@ -8,5 +8,9 @@ secrets:
     ++ lib.mapAttrsToList (name: value: "f /var/lib/venue/secrets/${name} 0400 root root - ${value}") secrets;
 
   # No ACME server in a VM test: certificates stay nixpkgs' self-signed ones.
-  services.venue.acme.server = "https://acme.invalid/directory";
+  # The address is required all the same (security.acme asserts one).
+  services.venue.acme = {
+    server = "https://acme.invalid/directory";
+    email = "vm-test@example.org";
+  };
 }
