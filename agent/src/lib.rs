@@ -1,6 +1,8 @@
 //! The `venue` agent as a library, so that tests can drive it in-process.
 
+pub mod archive;
 pub mod cloud;
 pub mod commands;
 pub mod deploy;
 pub mod plan;
+pub mod tls;

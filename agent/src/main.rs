@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use conference::Event;
-use venue_agent::{commands, deploy, plan};
+use venue_agent::{archive, commands, deploy, plan};
 
 #[derive(Parser)]
 #[command(
@@ -57,10 +57,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// What the event holds in the cloud: resources, state, age, cost so far.
+    /// What the event holds in the cloud: resources, state, age, cost so far,
+    /// and what its servers hold that is not archived yet.
     Status {
         /// The event file (event.toml).
         event: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// State directory (default: .venue/<event id>/ beside the event file).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Copy what outlives the event (recordings, the portal's database) from
+    /// every host into <state>/archive/, with a manifest of SHA-256 sums.
+    Archive {
+        /// The event file (event.toml).
+        event: PathBuf,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// State directory (default: .venue/<event id>/ beside the event file).
+        #[arg(long)]
+        state: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -75,6 +94,9 @@ enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Delete without archiving recordings and the portal's database.
+        #[arg(long)]
+        discard: bool,
         /// State directory (default: .venue/<event id>/ beside the event file).
         #[arg(long)]
         state: Option<PathBuf>,
@@ -162,13 +184,20 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Status { event, json } => {
-            commands::status::run(commands::status::StatusOptions { event, json })
+        Command::Status { event, json, state } => {
+            commands::status::run(commands::status::StatusOptions { event, json, state })
         }
+        Command::Archive {
+            event,
+            host,
+            state,
+            json,
+        } => archive::command::run(&event, host.as_deref(), state.as_deref(), json),
         Command::Down {
             event,
             dry_run,
             yes,
+            discard,
             state,
             json,
         } => commands::down::run(commands::down::DownOptions {
@@ -177,6 +206,7 @@ fn run(cli: Cli) -> Result<()> {
             dry_run,
             yes,
             json,
+            discard,
         }),
     }
 }

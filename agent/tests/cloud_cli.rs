@@ -142,6 +142,10 @@ fn up_status_down_rent_exactly_the_plan_and_give_back_only_the_event() {
         serde_json::from_str(&std::fs::read_to_string(state.join("fleet.json")).unwrap()).unwrap();
     assert_eq!(fleet["event"], "lpc-2020");
     assert_eq!(fleet["domain"], "lpc.example.org");
+    assert_eq!(
+        fleet["acme_email"], "contact@lpc.example.org",
+        "the mailto: contact is the ACME account's address"
+    );
     let rented: Vec<&Value> = fleet["servers"]
         .as_array()
         .unwrap()
@@ -242,7 +246,8 @@ fn up_status_down_rent_exactly_the_plan_and_give_back_only_the_event() {
     assert!(dry.contains("nothing deleted"));
     assert_eq!(held(&fake, "lpc-2020").0.len(), expected.len());
 
-    let down = ok(&venue(&url, &token, &["down", e, "--yes"]));
+    // These servers are the API's alone (no test hosts): nothing to archive.
+    let down = ok(&venue(&url, &token, &["down", e, "--yes", "--discard"]));
     assert!(down.contains("Final cost"), "{down}");
     assert_eq!(held_count(&fake, "lpc-2020"), 0, "the event holds nothing");
     let names: BTreeSet<String> = fake.with_state(|s| {
@@ -312,6 +317,25 @@ fn a_wrong_token_is_one_clear_error_and_creates_nothing() {
 }
 
 #[test]
+fn an_event_without_an_acme_address_is_refused_before_renting() {
+    let (url, fake) = fake();
+    let event = example_event("lpc-2020");
+    let text = std::fs::read_to_string(&event).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("contact"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(text, without, "the example has a contact to remove");
+    std::fs::write(&event, without).unwrap();
+    let out = venue(&url, &fake.token(), &["up", event.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[tls] email"), "{err}");
+    assert_eq!(fake.requests(), 0, "nothing asked of the cloud");
+}
+
+#[test]
 fn down_checks_labels_itself_even_when_the_api_ignores_the_selector() {
     let (url, fake) = fake();
     let token = fake.token();
@@ -342,7 +366,7 @@ fn down_checks_labels_itself_even_when_the_api_ignores_the_selector() {
             .any(|n| ["other-bbb-1", "hand-made", "other-ip", "loose-ip"].contains(n)),
         "{names:?}"
     );
-    ok(&venue(&url, &token, &["down", e, "--yes"]));
+    ok(&venue(&url, &token, &["down", e, "--yes", "--discard"]));
     assert_eq!(held_count(&fake, "lpc-2020"), 0);
     let servers: BTreeSet<String> = fake.with_state(|s| {
         s.servers()

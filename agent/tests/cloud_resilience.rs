@@ -293,6 +293,28 @@ fn up_repairs_a_firewall_changed_by_hand() {
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(rules, venue_agent::commands::firewall::rules().len());
+    let servers = held(&fake, &event.id).0;
+    let own: Vec<String> = servers
+        .iter()
+        .map(|s| s["public_net"]["ipv4"]["ip"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!own.is_empty());
+    // One rule per port, 5222 and 1935 among them: reachable from the servers only.
+    assert_eq!(rules, venue_agent::commands::firewall::rules(&own).len());
+    let xmpp: Vec<String> = held(&fake, &event.id).2[0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == "5222")
+        .expect("5222 is open to the event's servers")["source_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert!(xmpp.iter().all(|s| !s.ends_with("/0")), "{xmpp:?}");
+    for ip in &own {
+        assert!(xmpp.contains(&format!("{ip}/32")), "{ip} in {xmpp:?}");
+    }
     assert_spec_clean(&fake);
 }

@@ -101,3 +101,80 @@ fn missing_event_file_is_named() {
         "{err}"
     );
 }
+
+/// A copy of the LPC example whose three biggest rooms hold 800, 400 and
+/// 300: stages and stream edges, no "more than one server" warning, the
+/// arithmetic and the traffic cost in `--json`.
+#[test]
+fn a_large_event_gets_stages_and_stream_edges() {
+    let src = std::fs::read_to_string(repo().join("hosts/lpc-2020/event.toml")).unwrap();
+    let mut peaks = [800, 400, 300].into_iter();
+    let text: String = src
+        .lines()
+        .map(|l| match l.starts_with("peak = ") {
+            true => match peaks.next() {
+                Some(p) => format!("peak = {p}\n"),
+                None => format!("{l}\n"),
+            },
+            false => format!("{l}\n"),
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("venue-large-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("event.toml"), text).unwrap();
+    std::fs::copy(
+        repo().join("hosts/lpc-2020/schedule.xml"),
+        dir.join("schedule.xml"),
+    )
+    .unwrap();
+    let out = venue(&["plan", dir.join("event.toml").to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings: Vec<&str> = plan["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        !warnings.iter().any(|w| w.contains("cannot span servers")),
+        "{warnings:?}"
+    );
+    let streams = &plan["streams"];
+    let viewers = streams["viewers"].as_u64().unwrap();
+    assert!(viewers >= 790 + 390 + 290, "{streams}");
+    let per_server = streams["viewers_per_server"].as_u64().unwrap();
+    let edges = streams["edges"].as_u64().unwrap();
+    assert_eq!(edges, viewers.div_ceil(per_server), "{streams}");
+    assert_eq!(
+        streams["bandwidth_mbit"].as_u64().unwrap(),
+        viewers * streams["bitrate_kbit"].as_u64().unwrap() / 1000
+    );
+    let count = |role: &str| -> u64 {
+        plan["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["role"] == role)
+            .map(|s| s["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((count("stream"), count("edge")), (1, edges));
+    let servers: f64 = plan["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cost_eur"].as_f64().unwrap())
+        .sum();
+    let traffic = streams["traffic_eur"].as_f64().unwrap();
+    let total = plan["total_eur"].as_f64().unwrap();
+    assert!(
+        (servers + traffic - total).abs() < 1e-6,
+        "{servers} + {traffic} vs {total}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

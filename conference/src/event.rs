@@ -31,15 +31,21 @@ pub enum Role {
     Coturn,
     /// The attendee portal.
     Portal,
+    /// The stream origin: stages pushed as RTMP, served as HLS.
+    Stream,
+    /// A caching HLS edge in front of the origin.
+    Edge,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 7] = [
         Role::Bbb,
         Role::Jitsi,
         Role::Jvb,
         Role::Coturn,
         Role::Portal,
+        Role::Stream,
+        Role::Edge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +55,8 @@ impl Role {
             Role::Jvb => "jvb",
             Role::Coturn => "coturn",
             Role::Portal => "portal",
+            Role::Stream => "stream",
+            Role::Edge => "edge",
         }
     }
 }
@@ -103,9 +111,15 @@ pub struct Event {
     pub contact: Option<String>,
     pub cloud: Cloud,
     pub deploy: Deploy,
+    pub tls: Tls,
+    pub dns: Option<Dns>,
     pub days: Vec<Day>,
     pub rooms: Vec<Room>,
     pub static_hosts: Vec<StaticHost>,
+    /// The attendees' talk vote (`[vote]`).
+    pub vote: Vote,
+    /// Portal settings that belong to the event (`[portal]`).
+    pub portal: PortalSettings,
     /// Sessions from the schedule, sorted by start.
     pub sessions: Vec<Session>,
     /// Where event.toml was read from.
@@ -122,6 +136,56 @@ pub struct Cloud {
     /// How long before the first day's opening the portal and TURN server are up,
     /// so attendees can log in and test their audio the day before.
     pub portal_early: Duration,
+}
+
+/// Certificates for the event's names.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tls {
+    /// The ACME account's contact address: `[tls] email`, else the address of a
+    /// `mailto:` contact. None: the event has no address to give (hosts cannot
+    /// get certificates; `venue up` refuses before renting).
+    pub email: Option<String>,
+    /// The ACME server's directory URL: `[tls] acme_directory`, default Let's
+    /// Encrypt production (`VENUE_ACME_DIRECTORY` overrides both).
+    pub acme_directory: String,
+    /// The organiser's own certificate chain and key (`[tls] certificate`,
+    /// `key`, relative to event.toml): used instead of ACME when given.
+    pub certificate: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Let's Encrypt's production directory (the default); staging is
+/// [`LETS_ENCRYPT_STAGING`], for trying the whole flow without its rate limits.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// DNS records for the event's names (`[dns]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Dns {
+    /// A zone of the organiser's Hetzner project (`example.org`); the event's
+    /// domain is it or a name below it.
+    pub zone: String,
+    /// The variable holding the token for the zone's project; None: `HCLOUD_TOKEN`.
+    pub token_env: Option<String>,
+}
+
+/// The attendees' talk vote in the portal (`[vote]`). Staff can also open
+/// and close it by hand on the portal, which then overrides these times.
+#[derive(Debug, Clone, Serialize)]
+pub struct Vote {
+    /// When the vote opens by itself; None: when staff open it.
+    pub opens: Option<DateTime<Utc>>,
+    /// When it closes by itself; None: when staff close it.
+    pub closes: Option<DateTime<Utc>>,
+    /// Votes each ticket may cast (at most one per proposal); default 10.
+    pub votes_per_ticket: u32,
+}
+
+/// Event settings of the attendee portal (`[portal]`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PortalSettings {
+    /// Serve the schedule's calendar feed (`/schedule.ics`) without a login.
+    pub public_schedule: bool,
 }
 
 /// How hosts get their systems.
@@ -157,6 +221,23 @@ pub struct Room {
     pub webcams: bool,
     /// Public URL of the room's stream, if it is streamed.
     pub stream: Option<String>,
+    /// Who takes part: everyone (`interactive`), or speakers on a stage and
+    /// the audience watching a stream (`stream`). None: decided by the plan
+    /// (a stream above what one meeting of the backend carries).
+    pub audience: Option<Audience>,
+    /// People on a streamed room's stage (speakers, moderators); None: the
+    /// plan's default.
+    pub stage: Option<u32>,
+}
+
+/// How a room's people take part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    /// Everyone joins the meeting.
+    Interactive,
+    /// Speakers meet on a stage; everyone else watches its stream.
+    Stream,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -248,12 +329,20 @@ struct RawEvent {
     cloud: Option<Spanned<RawCloud>>,
     #[serde(default)]
     deploy: Option<RawDeploy>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+    #[serde(default)]
+    dns: Option<Spanned<RawDns>>,
     #[serde(rename = "day", default)]
     days: Vec<Spanned<RawDay>>,
     #[serde(rename = "room", default)]
     rooms: Vec<Spanned<RawRoom>>,
     #[serde(rename = "static_host", default)]
     static_hosts: Vec<Spanned<RawStaticHost>>,
+    #[serde(default)]
+    vote: Option<RawVote>,
+    #[serde(default)]
+    portal: Option<RawPortal>,
 }
 
 #[derive(Deserialize, Default)]
@@ -277,6 +366,37 @@ struct RawDeploy {
     compress: Option<bool>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    email: Option<Spanned<String>>,
+    acme_directory: Option<Spanned<String>>,
+    certificate: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    zone: Spanned<String>,
+    token_env: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVote {
+    opens: Option<Spanned<toml::value::Datetime>>,
+    closes: Option<Spanned<toml::value::Datetime>>,
+    votes_per_ticket: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPortal {
+    #[serde(default)]
+    public_schedule: bool,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDay {
@@ -295,6 +415,8 @@ struct RawRoom {
     peak: Spanned<i64>,
     webcams: Option<bool>,
     stream: Option<String>,
+    audience: Option<Audience>,
+    stage: Option<Spanned<i64>>,
 }
 
 fn default_backend() -> Backend {
@@ -381,6 +503,25 @@ impl RawEvent {
                 ));
             }
             let peak = non_negative(&r.peak, "peak", at)?;
+            let stage = match &r.stage {
+                None => None,
+                Some(s) => {
+                    let n = non_negative(s, "stage", at)?;
+                    if n == 0 || n > peak {
+                        return Err(at(
+                            s.span().start,
+                            format!("stage {n}: the people on the stage are at least 1 and at most the room's peak ({peak})"),
+                        ));
+                    }
+                    if r.audience == Some(Audience::Interactive) {
+                        return Err(at(
+                            s.span().start,
+                            "stage is for rooms with audience = \"stream\"".into(),
+                        ));
+                    }
+                    Some(n)
+                }
+            };
             rooms.push(Room {
                 name: name.to_owned(),
                 slug,
@@ -390,6 +531,8 @@ impl RawEvent {
                 // Talks are listened to; hack and staff rooms are conversations.
                 webcams: r.webcams.unwrap_or(r.kind != RoomKind::Session),
                 stream: r.stream.clone(),
+                audience: r.audience,
+                stage,
             });
         }
 
@@ -455,12 +598,26 @@ impl RawEvent {
             attendees,
             chat: self.chat,
             code_of_conduct: self.code_of_conduct,
+            tls: resolve_tls(
+                self.tls.unwrap_or_default(),
+                self.contact.as_deref(),
+                path,
+                at,
+            )?,
+            dns: match &self.dns {
+                Some(d) => Some(resolve_dns(d, domain, at)?),
+                None => None,
+            },
             contact: self.contact,
             cloud,
             deploy,
             days,
             rooms,
             static_hosts,
+            vote: resolve_vote(self.vote.unwrap_or_default(), at)?,
+            portal: PortalSettings {
+                public_schedule: self.portal.unwrap_or_default().public_schedule,
+            },
             sessions: Vec::new(),
             file: path.to_path_buf(),
         };
@@ -478,6 +635,174 @@ impl RawEvent {
             event.sessions = schedule::load(&file, &event)?;
         }
         Ok(event)
+    }
+}
+
+fn resolve_vote(raw: RawVote, at: &At) -> Result<Vote, InputError> {
+    let time = |t: &Option<Spanned<toml::value::Datetime>>,
+                what: &str|
+     -> Result<Option<DateTime<Utc>>, InputError> {
+        let Some(t) = t else { return Ok(None) };
+        DateTime::parse_from_rfc3339(&t.get_ref().to_string())
+            .map(|d| Some(d.with_timezone(&Utc)))
+            .map_err(|_| {
+                at(
+                    t.span().start,
+                    format!("[vote] {what} must be a date and time with its offset, like 2020-08-01T12:00:00Z, not `{}`", t.get_ref()),
+                )
+            })
+    };
+    let opens = time(&raw.opens, "opens")?;
+    let closes = time(&raw.closes, "closes")?;
+    if let (Some(o), Some(c), Some(cs)) = (opens, closes, &raw.closes) {
+        if c <= o {
+            return Err(at(
+                cs.span().start,
+                "[vote] closes must be after opens".into(),
+            ));
+        }
+    }
+    let votes_per_ticket = match &raw.votes_per_ticket {
+        None => 10,
+        Some(v) => match u32::try_from(*v.get_ref()) {
+            Ok(n @ 1..=1000) => n,
+            _ => {
+                return Err(at(
+                    v.span().start,
+                    format!(
+                        "[vote] votes_per_ticket must be between 1 and 1000, not {}",
+                        v.get_ref()
+                    ),
+                ))
+            }
+        },
+    };
+    Ok(Vote {
+        opens,
+        closes,
+        votes_per_ticket,
+    })
+}
+
+fn resolve_tls(
+    raw: RawTls,
+    contact: Option<&str>,
+    path: &Path,
+    at: &At,
+) -> Result<Tls, InputError> {
+    let email = match raw.email {
+        Some(e) => {
+            let v = e.get_ref().trim();
+            if !is_email(v) {
+                return Err(at(
+                    e.span().start,
+                    format!("[tls] email `{v}` is not an e-mail address (ACME wants one like noc@example.org)"),
+                ));
+            }
+            Some(v.to_owned())
+        }
+        None => contact
+            .and_then(|c| c.trim().strip_prefix("mailto:"))
+            .filter(|a| is_email(a))
+            .map(str::to_owned),
+    };
+    let acme_directory = match &raw.acme_directory {
+        Some(d) => {
+            let v = d.get_ref().trim();
+            if !(v.starts_with("https://") || v.starts_with("http://")) {
+                return Err(at(
+                    d.span().start,
+                    format!(
+                        "[tls] acme_directory `{v}` is not a URL (e.g. {LETS_ENCRYPT_STAGING})"
+                    ),
+                ));
+            }
+            v.to_owned()
+        }
+        None => LETS_ENCRYPT.to_owned(),
+    };
+    let file = |f: &Spanned<String>, what: &str| -> Result<PathBuf, InputError> {
+        let p = path.parent().unwrap_or(Path::new(".")).join(f.get_ref());
+        if !p.is_file() {
+            return Err(at(
+                f.span().start,
+                format!("[tls] {what} file {} does not exist", p.display()),
+            ));
+        }
+        Ok(p)
+    };
+    let (certificate, key) = match (&raw.certificate, &raw.key) {
+        (None, None) => (None, None),
+        (Some(c), Some(k)) => (Some(file(c, "certificate")?), Some(file(k, "key")?)),
+        (Some(c), None) => {
+            return Err(at(
+                c.span().start,
+                "[tls] certificate needs its `key` (the private key file) too".into(),
+            ))
+        }
+        (None, Some(k)) => {
+            return Err(at(
+                k.span().start,
+                "[tls] key needs its `certificate` (the chain file) too".into(),
+            ))
+        }
+    };
+    Ok(Tls {
+        email,
+        acme_directory,
+        certificate,
+        key,
+    })
+}
+
+fn resolve_dns(raw: &Spanned<RawDns>, domain: &str, at: &At) -> Result<Dns, InputError> {
+    let r = raw.get_ref();
+    let zone = r
+        .zone
+        .get_ref()
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if zone.is_empty() || !zone.split('.').all(is_dns_label) || !zone.contains('.') {
+        return Err(at(
+            r.zone.span().start,
+            format!("[dns] zone `{zone}` is not a domain name like example.org"),
+        ));
+    }
+    if domain != zone && !domain.ends_with(&format!(".{zone}")) {
+        return Err(at(
+            r.zone.span().start,
+            format!("the event's domain `{domain}` is not in the zone `{zone}`: records for it cannot be made there"),
+        ));
+    }
+    let token_env = match &r.token_env {
+        Some(t) => {
+            let v = t.get_ref().trim();
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(at(
+                    t.span().start,
+                    format!("[dns] token_env `{v}` is not an environment variable name"),
+                ));
+            }
+            Some(v.to_owned())
+        }
+        None => None,
+    };
+    Ok(Dns { zone, token_env })
+}
+
+/// Enough of an address for an ACME account: one `@` with a dotted domain, no spaces.
+fn is_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !s.contains(char::is_whitespace)
+                && !domain.contains('@')
+        }
+        None => false,
     }
 }
 

@@ -7,5 +7,5 @@ pub mod protocol;
 pub mod schedule;
 
 pub use error::InputError;
-pub use event::{Backend, Event, Role, Room, RoomKind, StaticHost};
+pub use event::{Audience, Backend, Event, Role, Room, RoomKind, StaticHost};
 pub use schedule::Session;

@@ -315,3 +315,139 @@ fn static_host_configuration_must_exist() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn acme_email_from_tls_or_a_mailto_contact() {
+    assert_eq!(parse(GOOD).unwrap().tls.email, None, "no address given");
+    let with_contact = GOOD.replace(
+        "attendees = 100",
+        "attendees = 100\ncontact = \"mailto:orga@demo.example.org\"",
+    );
+    assert_eq!(
+        parse(&with_contact).unwrap().tls.email.as_deref(),
+        Some("orga@demo.example.org")
+    );
+    let web_contact = GOOD.replace(
+        "attendees = 100",
+        "attendees = 100\ncontact = \"https://demo.example.org/help\"",
+    );
+    assert_eq!(parse(&web_contact).unwrap().tls.email, None);
+    let explicit = format!("{with_contact}\n[tls]\nemail = \"noc@demo.example.org\"\n");
+    assert_eq!(
+        parse(&explicit).unwrap().tls.email.as_deref(),
+        Some("noc@demo.example.org"),
+        "[tls] email wins over the contact"
+    );
+}
+
+#[test]
+fn acme_email_that_is_not_an_address_is_named() {
+    let src = format!("{GOOD}\n[tls]\nemail = \"noc at example\"\n");
+    let e = error(&src);
+    assert!(e.message.contains("not an e-mail address"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "\"noc at example\""));
+}
+
+#[test]
+fn dns_zone_and_tls_settings_are_read() {
+    let e = parse(GOOD).unwrap();
+    assert!(e.dns.is_none(), "no [dns]: venue writes no records");
+    assert_eq!(e.tls.acme_directory, conference::event::LETS_ENCRYPT);
+    assert!(e.tls.certificate.is_none());
+    let src = format!(
+        "{GOOD}\n[dns]\nzone = \"Example.org.\"\ntoken_env = \"HCLOUD_DNS_TOKEN\"\n[tls]\nacme_directory = \"{}\"\n",
+        conference::event::LETS_ENCRYPT_STAGING
+    );
+    let e = parse(&src).unwrap();
+    let dns = e.dns.unwrap();
+    assert_eq!(dns.zone, "example.org", "lower case, no final dot");
+    assert_eq!(dns.token_env.as_deref(), Some("HCLOUD_DNS_TOKEN"));
+    assert_eq!(
+        e.tls.acme_directory,
+        "https://acme-staging-v02.api.letsencrypt.org/directory"
+    );
+    // The domain itself may be the zone.
+    let apex = format!("{GOOD}\n[dns]\nzone = \"demo.example.org\"\n");
+    assert_eq!(parse(&apex).unwrap().dns.unwrap().zone, "demo.example.org");
+}
+
+#[test]
+fn a_domain_outside_the_dns_zone_is_named_at_the_zone() {
+    let src = format!("{GOOD}\n[dns]\nzone = \"example.net\"\n");
+    let e = error(&src);
+    assert!(
+        e.message
+            .contains("domain `demo.example.org` is not in the zone `example.net`"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), position_of(&src, "\"example.net\""));
+    // Not a suffix match on text: ample.org does not hold demo.example.org.
+    let e = error(&format!("{GOOD}\n[dns]\nzone = \"ample.org\"\n"));
+    assert!(e.message.contains("not in the zone"), "{e}");
+    let e = error(&format!("{GOOD}\n[dns]\nzone = \"org\"\n"));
+    assert!(e.message.contains("not a domain name"), "{e}");
+    let e = error(&format!(
+        "{GOOD}\n[dns]\nzone = \"example.org\"\ntoken_env = \"MY TOKEN\"\n"
+    ));
+    assert!(
+        e.message.contains("not an environment variable name"),
+        "{e}"
+    );
+    let e = error(&format!("{GOOD}\n[dns]\nzon = \"example.org\"\n"));
+    assert!(e.message.contains("did you mean `zone`"), "{e}");
+}
+
+#[test]
+fn own_certificate_needs_both_files_and_they_must_exist() {
+    let dir = std::env::temp_dir().join(format!("venue-tls-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("event.toml");
+    let write = |extra: &str| {
+        std::fs::write(&file, format!("{GOOD}\n[tls]\n{extra}")).unwrap();
+        Event::load(&file)
+    };
+    let e = write("certificate = \"chain.pem\"\n").unwrap_err();
+    assert!(e.message.contains("needs its `key`"), "{e}");
+    let e = write("certificate = \"chain.pem\"\nkey = \"key.pem\"\n").unwrap_err();
+    assert!(e.message.contains("certificate file"), "{e}");
+    assert!(e.message.contains("does not exist"), "{e}");
+    std::fs::write(dir.join("chain.pem"), "x").unwrap();
+    std::fs::write(dir.join("key.pem"), "x").unwrap();
+    let ev = write("certificate = \"chain.pem\"\nkey = \"key.pem\"\n").unwrap();
+    assert_eq!(ev.tls.certificate, Some(dir.join("chain.pem")));
+    assert_eq!(ev.tls.key, Some(dir.join("key.pem")));
+    let e = write("acme_directory = \"acme.example.org\"\n").unwrap_err();
+    assert!(e.message.contains("is not a URL"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_streamed_room_reads_its_audience_and_stage() {
+    let src = GOOD.replace("peak = 80", "peak = 80\naudience = \"stream\"\nstage = 6");
+    let e = parse(&src).unwrap();
+    assert_eq!(e.rooms[0].audience, Some(conference::Audience::Stream));
+    assert_eq!(e.rooms[0].stage, Some(6));
+    assert_eq!(e.rooms[1].audience, None, "left to the plan");
+}
+
+#[test]
+fn a_stage_larger_than_the_room_or_on_an_interactive_room_is_refused() {
+    let src = GOOD.replace("peak = 80", "peak = 80\naudience = \"stream\"\nstage = 81");
+    let e = error(&src);
+    assert!(e.message.contains("at most the room's peak (80)"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "81"));
+
+    let src = GOOD.replace(
+        "peak = 80",
+        "peak = 80\naudience = \"interactive\"\nstage = 5",
+    );
+    let e = error(&src);
+    assert!(e.message.contains("audience = \"stream\""), "{e}");
+
+    let src = GOOD.replace("peak = 80", "peak = 80\naudience = \"broadcast\"");
+    let e = error(&src);
+    assert!(
+        e.message.contains("interactive") && e.message.contains("stream"),
+        "{e}"
+    );
+}

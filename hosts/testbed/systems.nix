@@ -7,6 +7,16 @@
 #   payloadMiB, payloadPaths: a shared payload of about payloadMiB MiB in
 #                payloadPaths store paths, for benchmarks: real libraries and
 #                data files of this machine, which compress like a real closure
+#
+# What outlives the event (venue archive, venue down): every system declares
+# it in etc/venue/archive.json, in the format of modules/archive.nix, read by
+# the agent through the system profile. The bbb host holds sample recordings
+# where BigBlueButton publishes them (below its state directory, here
+# /var/lib/venue/bbb, the test host's own); the portal host runs the real
+# `venue-portal` (the binary named by VENUE_TESTBED_PORTAL, stripped into the
+# store) to create its database with three tickets, and holds four schedule
+# picks; its archive is `venue-portal backup`. Without VENUE_TESTBED_PORTAL
+# the portal host holds nothing to archive.
 { fleet, broken ? [ ], payloadMiB ? 0, payloadPaths ? 100, generation ? "1" }:
 let
   mk = name: script: builtins.derivation {
@@ -33,6 +43,125 @@ let
     '')
     (if payloadMiB == 0 then 0 else payloadPaths);
 
+  # Sample recordings: path below BigBlueButton's /var/bigbluebutton, size.
+  # Contents are deterministic and incompressible: block i of a file is
+  # sha256("<path>:<i>"), so a test knows every file's SHA-256 in advance.
+  recordings = [
+    { path = "published/presentation/6e35e3b2778883f5db637d7a5dba0a427f692e91-1764579600000/metadata.xml"; size = 1500; }
+    { path = "published/presentation/6e35e3b2778883f5db637d7a5dba0a427f692e91-1764579600000/video/webcams.webm"; size = 393216; }
+    { path = "published/presentation/6e35e3b2778883f5db637d7a5dba0a427f692e91-1764579600000/deskshare/deskshare.webm"; size = 262144; }
+    { path = "published/presentation/a1f0c2d8e4b6a8c0e2f4a6b8c0d2e4f6a8b0c2d4-1764583200000/metadata.xml"; size = 1400; }
+    { path = "published/presentation/a1f0c2d8e4b6a8c0e2f4a6b8c0d2e4f6a8b0c2d4-1764583200000/video/webcams.webm"; size = 327680; }
+    { path = "recording/raw/c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2-1764586800000/events.xml"; size = 4000; }
+    { path = "recording/raw/c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2-1764586800000/audio/audio.opus"; size = 196608; }
+  ];
+  sampleRecordings = mk "toy-recordings" ''
+    mkdir -p $out
+    python3 - $out '${builtins.toJSON recordings}' <<'EOP'
+    import hashlib, json, os, sys
+    out, files = sys.argv[1], json.loads(sys.argv[2])
+    for f in files:
+        p = os.path.join(out, f["path"])
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        blocks = (hashlib.sha256(f"{f['path']}:{i}".encode()).digest() for i in range(f["size"] // 32 + 1))
+        with open(p, "wb") as o:
+            o.write(b"".join(blocks)[: f["size"]])
+    EOP
+  '';
+
+  bbbState = "/var/lib/venue/bbb/bigbluebutton";
+  portalState = "/var/lib/venue/portal";
+
+  # Without VENUE_TESTBED_PORTAL the portal host holds no database (and its
+  # closure stays small, as the deploy tests and benchmark expect).
+  portalBinary = builtins.getEnv "VENUE_TESTBED_PORTAL";
+  withPortal = portalBinary != "";
+  # The binary's hash makes a rebuilt binary a new store path.
+  portalPackage = mk "toy-venue-portal-${builtins.substring 0 12 (builtins.hashFile "sha256" portalBinary)}"
+    ''mkdir -p $out/bin; strip -o $out/bin/venue-portal ${portalBinary}'';
+
+  seedTickets = builtins.toFile "tickets.csv" ''
+    email,code,role,name
+    ada@example.org,ada1-2345-6789,attendee,Ada Lovelace
+    grace@example.org,grace-2345-6789,attendee,Grace Hopper
+    noc@example.org,noc1-2345-6789,staff,Venue NOC
+  '';
+
+  archiveFor = {
+    bbb = {
+      recordings-published.path = "${bbbState}/published";
+      recordings-raw.path = "${bbbState}/recording/raw";
+    };
+    portal = if !withPortal then { } else {
+      "portal.sqlite" = {
+        path = "${portalState}/archive.sqlite";
+        dump = "${portalPackage}/bin/venue-portal backup ${portalState}/archive.sqlite --state ${portalState}";
+      };
+    };
+  };
+
+  # Run once, at the first activation: what the event leaves behind.
+  dataFor = {
+    bbb = ''
+      if [ ! -d ${bbbState} ]; then
+        mkdir -p ${bbbState}.new && cp -r ${sampleRecordings}/. ${bbbState}.new/ && chmod -R u+w ${bbbState}.new
+        mv ${bbbState}.new ${bbbState}
+      fi
+    '';
+    portal = if !withPortal then "" else ''
+      if [ ! -f ${portalState}/portal.sqlite ]; then
+        ${portalPackage}/bin/venue-portal tickets import ${seedTickets} --state ${portalState}
+        python3 - ${portalState}/portal.sqlite <<'EOP'
+      import sqlite3, sys
+      db = sqlite3.connect(sys.argv[1])
+      picks = [("ada@example.org", "talk-1"), ("ada@example.org", "talk-2"),
+               ("grace@example.org", "talk-1"), ("noc@example.org", "talk-3")]
+      db.executemany("INSERT INTO picks (ticket_id, guid) SELECT id, ? FROM tickets WHERE email = ?",
+                     [(g, e) for e, g in picks])
+      db.commit()
+      EOP
+      fi
+    '';
+  };
+
+  # The first-activation script of a role (a file of its own: no quoting
+  # through the switch script's here-document).
+  dataScript = role: mk "toy-data-${role}" ''
+    cat > $out <<'EOD'
+    set -e
+    ${dataFor.${role} or ""}
+    EOD
+  '';
+
+  # HTTPS on port 443 with the certificate venue uploaded with the secrets
+  # (tls-fullchain.pem, tls-key.pem: what services.venue.tls.* reads on a
+  # real host), serving the same files as port 80; it picks up a renewed
+  # certificate that `venue deploy` uploads.
+  httpsServer = mk "toy-https-server" ''
+    mkdir -p $out/bin
+    cat > $out/bin/https-server <<'EOP'
+    import functools, http.server, os, ssl, sys
+    chain, key = "/var/lib/venue/secrets/tls-fullchain.pem", "/var/lib/venue/secrets/tls-key.pem"
+    loaded = {}
+
+    # A renewed certificate (a new chain file) is used from the next
+    # connection on, as a real host's reload does.
+    def context():
+        stamp = os.stat(chain).st_mtime_ns
+        if loaded.get("stamp") != stamp:
+            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            c.load_cert_chain(chain, key)
+            c.sni_callback = lambda sock, name, ctx: setattr(sock, "context", context())
+            loaded.update(stamp=stamp, context=c)
+        return loaded["context"]
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 443), handler)
+    server.socket = context().wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+    EOP
+  '';
+
   secretsFor = {
     bbb = [ "bbb-secret" "turn-secret" ];
     jitsi = [ "jwt-secret" "turn-secret" "jvb-muc-password" ];
@@ -47,8 +176,11 @@ let
       required = builtins.concatStringsSep " " secretsFor.${server.role};
     in
     mk "toy-system-${server.name}" ''
-      mkdir -p $out/bin $out/www
+      mkdir -p $out/bin $out/www $out/etc/venue
       ln -s ${common} $out/common
+      cat > $out/etc/venue/archive.json <<'EOJ'
+      ${builtins.toJSON { items = archiveFor.${server.role} or { }; }}
+      EOJ
       echo "${builtins.concatStringsSep " " payload}" > $out/payload
       echo "${server.name} ${server.role} generation ${generation}" > $out/www/${if healthy then "healthz" else "not-healthz"}
       cat > $out/bin/switch-to-configuration <<EOS
@@ -61,7 +193,13 @@ let
       done
       state=/nix/var/venue-toy
       mkdir -p \$state
+      sh ${dataScript server.role}
+      if [ -f \$state/https.pid ]; then kill \$(cat \$state/https.pid) 2>/dev/null || true; rm -f \$state/https.pid; fi
       if [ -f \$state/health.pid ]; then kill \$(cat \$state/health.pid) 2>/dev/null || true; sleep 0.2; fi
+      if [ -r /var/lib/venue/secrets/tls-fullchain.pem ]; then
+        setsid python3 ${httpsServer}/bin/https-server $out/www >\$state/https.log 2>&1 < /dev/null &
+        echo \$! > \$state/https.pid
+      fi
       setsid python3 -m http.server 80 --bind 0.0.0.0 --directory $out/www >\$state/health.log 2>&1 < /dev/null &
       echo \$! > \$state/health.pid
       echo "switched to $out"

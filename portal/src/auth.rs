@@ -8,12 +8,10 @@
 //! - CSRF: every form carries `csrf`, an HMAC of the session token (or, on
 //!   the login form, of a random pre-login cookie); a POST without the right
 //!   one is refused with 403.
-//! - Failed logins are limited per client address and per email.
+//! - Failed logins are throttled in `throttle`.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -22,7 +20,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::Ticket;
 use conference::protocol::{constant_time_eq, hex};
 
@@ -52,20 +50,6 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
-}
-
-/// Whether the browser reached the portal over https (directly configured,
-/// or told by the reverse proxy).
-pub fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
-    state
-        .config
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("https://"))
-        || headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
 /// A `Set-Cookie` value.
@@ -158,7 +142,7 @@ impl FromRequestParts<Arc<AppState>> for User {
         else {
             return Err(login_redirect(parts));
         };
-        match state.store.session(token) {
+        match state.cache.session(&state.store, token) {
             Ok(Some(ticket)) => Ok(User {
                 csrf: sign(&state.config.session_key, "csrf", token),
                 token: token.to_owned(),
@@ -189,54 +173,3 @@ pub fn client_ip(parts_headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr
     }
     peer_ip
 }
-
-/// A sliding-window counter per key.
-pub struct RateLimiter {
-    hits: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl Default for RateLimiter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl RateLimiter {
-    pub fn new() -> RateLimiter {
-        RateLimiter {
-            hits: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// How many hits `key` had within `window`.
-    pub fn count(&self, key: &str, window: Duration) -> usize {
-        let hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
-        hits.get(key)
-            .map_or(0, |v| v.iter().filter(|t| t.elapsed() < window).count())
-    }
-
-    /// Records a hit on `key`.
-    pub fn hit(&self, key: &str, window: Duration) {
-        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
-        if hits.len() > 100_000 {
-            hits.retain(|_, v| v.iter().any(|t| t.elapsed() < window));
-        }
-        let v = hits.entry(key.to_owned()).or_default();
-        v.retain(|t| t.elapsed() < window);
-        v.push(Instant::now());
-    }
-
-    pub fn clear(&self, key: &str) {
-        self.hits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-    }
-}
-
-/// Failed logins per client address per window (successful ones do not
-/// count: many attendees may share one address behind a NAT).
-pub const LOGIN_PER_IP: usize = 30;
-/// Failed logins per email per window.
-pub const FAILURES_PER_EMAIL: usize = 5;
-pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);

@@ -301,6 +301,16 @@ impl Cluster {
         })
     }
 
+    /// People in meeting `id` wherever a poll saw it (no copy of the meeting).
+    pub fn people(&self, id: &str) -> Option<u64> {
+        self.with_states(|states| {
+            states
+                .iter()
+                .find_map(|s| s.meetings.iter().find(|m| m.id == id))
+                .map(|m| m.participants)
+        })
+    }
+
     /// Idempotent `create` on server `i`.
     pub async fn create(&self, i: usize, params: &[(&str, &str)]) -> Result<(), String> {
         self.call(&self.servers[i], "create", params)

@@ -45,6 +45,18 @@ struct JitsiFile {
     app_id: String,
     secret_file: PathBuf,
     token_ttl_seconds: Option<i64>,
+    /// prosody's mod_muc_size endpoint, `http://HOST:5280/room-size`.
+    room_size_url: Option<String>,
+    #[serde(default, rename = "bridge")]
+    bridges: Vec<BridgeFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BridgeFile {
+    name: String,
+    /// The videobridge's `/colibri/stats` (nixpkgs: colibriRestApi = true).
+    stats_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +93,22 @@ pub struct Jitsi {
     pub app_id: String,
     pub secret: String,
     pub token_ttl: i64,
+    pub room_size_url: Option<String>,
+    pub bridges: Vec<Bridge>,
+}
+
+/// A Jitsi videobridge whose statistics the portal reads.
+#[derive(Clone, Debug)]
+pub struct Bridge {
+    pub name: String,
+    pub stats_url: String,
+}
+
+fn http_url(what: &str, url: &str) -> Result<String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("{what}: `{url}` must start with http:// or https://");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 #[derive(Clone)]
@@ -169,12 +197,32 @@ impl Config {
             });
         }
         let jitsi = match raw.jitsi {
-            Some(j) => Some(Jitsi {
-                secret: read_secret(&j.secret_file, "Jitsi JWT secret")?,
-                domain: j.domain,
-                app_id: j.app_id,
-                token_ttl: j.token_ttl_seconds.unwrap_or(300).clamp(30, 86400),
-            }),
+            Some(j) => {
+                let mut bridges: Vec<Bridge> = Vec::new();
+                for b in j.bridges {
+                    if bridges.iter().any(|o| o.name == b.name) {
+                        bail!("Jitsi bridge {} is listed twice", b.name);
+                    }
+                    bridges.push(Bridge {
+                        stats_url: http_url(
+                            &format!("Jitsi bridge {} stats_url", b.name),
+                            &b.stats_url,
+                        )?,
+                        name: b.name,
+                    });
+                }
+                Some(Jitsi {
+                    secret: read_secret(&j.secret_file, "Jitsi JWT secret")?,
+                    domain: j.domain,
+                    app_id: j.app_id,
+                    token_ttl: j.token_ttl_seconds.unwrap_or(300).clamp(30, 86400),
+                    room_size_url: j
+                        .room_size_url
+                        .map(|u| http_url("[jitsi] room_size_url", &u))
+                        .transpose()?,
+                    bridges,
+                })
+            }
             None => None,
         };
         let turn = match raw.turn {

@@ -5,10 +5,20 @@
 pub mod app;
 pub mod auth;
 pub mod bbb;
+pub mod cache;
 pub mod config;
+pub mod feeds;
+pub mod fragments;
 pub mod ics;
+pub mod jitsi;
+pub mod pages;
+pub mod proposals;
+pub mod rooms;
+pub mod state;
 pub mod store;
+pub mod throttle;
 pub mod views;
+pub mod vote;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,14 +49,14 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     if opts.config.is_none() {
         tracing::warn!("no --config: development mode, no BigBlueButton, Jitsi or TURN configured");
     }
-    let state = app::AppState::new(event, config, store);
-    state.cluster.spawn_pollers(state.config.poll_interval);
+    let state = state::AppState::new(event, config, store);
+    state.spawn_pollers();
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let (tickets, staff) = state.store.ticket_count()?;
-    tracing::info!(%addr, event = %state.event.id, tickets, staff, bbb_servers = state.cluster.servers.len(), "venue-portal listening");
+    tracing::info!(%addr, event = %state.event.id, tickets, staff, bbb_servers = state.cluster.servers.len(), jitsi_bridges = state.jitsi.bridges().len(), "venue-portal listening");
     // Tests and scripts read this line to learn the port of `--listen 127.0.0.1:0`.
     println!("venue-portal listening on http://{addr}");
     let router = app::router(Arc::new(state));

@@ -3,6 +3,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod backup;
+
 /// venue-portal: the attendee portal of a virtual conference.
 #[derive(Parser)]
 #[command(version)]
@@ -28,10 +30,33 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Copy the database to FILE with SQLite's online backup (safe while serving).
+    Backup {
+        file: PathBuf,
+        #[arg(long, default_value = "/var/lib/venue-portal")]
+        state: PathBuf,
+    },
     /// Manage tickets.
     Tickets {
         #[command(subcommand)]
         command: TicketsCommand,
+    },
+    /// Talk proposals for the attendees' vote.
+    Proposals {
+        #[command(subcommand)]
+        command: ProposalsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProposalsCommand {
+    /// Import proposals from pretalx's submissions (JSON) or a CSV file with
+    /// the header `id,title,abstract,track,speakers`. Known ids are updated
+    /// (their votes stay); all or nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "/var/lib/venue-portal")]
+        state: PathBuf,
     },
 }
 
@@ -54,6 +79,13 @@ enum TicketsCommand {
         /// The holder's name.
         #[arg(long)]
         name: Option<String>,
+        #[arg(long, default_value = "/var/lib/venue-portal")]
+        state: PathBuf,
+    },
+    /// Revoke the ticket of EMAIL: its logins end, and its picks, calendar
+    /// feed and talk votes are deleted with it.
+    Revoke {
+        email: String,
         #[arg(long, default_value = "/var/lib/venue-portal")]
         state: PathBuf,
     },
@@ -81,6 +113,11 @@ fn main() -> Result<()> {
                 state,
                 config,
             })),
+        Command::Backup { file, state } => {
+            let pages = backup::backup(&state, &file)?;
+            println!("copied {pages} pages to {}", file.display());
+            Ok(())
+        }
         Command::Tickets { command } => match command {
             TicketsCommand::Import { file, state } => {
                 let n = portal::store::Store::open(&state)?.import_csv(&file)?;
@@ -99,6 +136,24 @@ fn main() -> Result<()> {
                     name.as_deref(),
                 )?;
                 println!("{code}");
+                Ok(())
+            }
+            TicketsCommand::Revoke { email, state } => {
+                if portal::store::Store::open(&state)?
+                    .revoke_ticket(&email)?
+                    .is_none()
+                {
+                    anyhow::bail!("there is no ticket for {email}");
+                }
+                println!("revoked the ticket of {email}");
+                Ok(())
+            }
+        },
+        Command::Proposals { command } => match command {
+            ProposalsCommand::Import { file, state } => {
+                let proposals = portal::proposals::read(&file)?;
+                let n = portal::store::Store::open(&state)?.import_proposals(&proposals)?;
+                println!("imported {n} proposals");
                 Ok(())
             }
         },

@@ -12,6 +12,11 @@ use sha2::{Digest, Sha256};
 
 use conference::protocol::hex;
 
+mod feeds;
+mod votes;
+
+pub use votes::{Cast, Proposal, ProposalResult, Results, TrackResult};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TicketRole {
     Attendee,
@@ -158,8 +163,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("cannot create the tables in {}", path.display()))?;
+        for schema in [SCHEMA, feeds::SCHEMA, votes::SCHEMA] {
+            conn.execute_batch(schema)
+                .with_context(|| format!("cannot create the tables in {}", path.display()))?;
+        }
         Ok(Store {
             conn: Mutex::new(conn),
         })

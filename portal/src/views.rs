@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use maud::{html, Markup, PreEscaped, Render, DOCTYPE};
 
 use crate::store::Ticket;
 
@@ -29,42 +31,22 @@ table{border-collapse:collapse;width:100%;font-size:.95rem}th,td{text-align:left
 
 /// Everything a page needs to know about the event and the viewer.
 pub struct Frame<'a> {
-    pub event: &'a conference::Event,
+    pub chrome: &'a Chrome,
     pub user: Option<(&'a Ticket, &'a str)>,
 }
 
-pub fn page(frame: &Frame, title: &str, body: Markup) -> Markup {
-    let ev = frame.event;
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · " (ev.name) }
-                style { (PreEscaped(CSS)) }
-            }
-            body {
-                header {
-                    span.ev { (ev.name) }
-                    @if let Some((ticket, csrf)) = frame.user {
-                        nav {
-                            a href="/" { "Welcome" }
-                            a href="/timetable" { "Timetable" }
-                            a href="/schedule" { "Schedule" }
-                            @if ticket.is_staff() {
-                                a href="/staff" { "Staff room" }
-                                a href="/status" { "Status" }
-                            }
-                            a href="/settings" { "Settings" }
-                        }
-                        form.inline method="post" action="/logout" {
-                            input type="hidden" name="csrf" value=(csrf);
-                            button.quiet type="submit" { "Log out" }
-                        }
-                    }
-                }
-                main { (body) }
+/// The parts of every page that depend only on the event, rendered once.
+pub struct Chrome {
+    /// The event's name, escaped.
+    name: String,
+    footer: String,
+}
+
+impl Chrome {
+    pub fn new(ev: &conference::Event) -> Chrome {
+        Chrome {
+            name: html! { (ev.name) }.into_string(),
+            footer: html! {
                 footer {
                     @if let Some(chat) = &ev.chat { a href=(chat) { "Chat" } " · " }
                     @if let Some(coc) = &ev.code_of_conduct { a href=(coc) { "Code of conduct" } " · " }
@@ -73,8 +55,55 @@ pub fn page(frame: &Frame, title: &str, body: Markup) -> Markup {
                     @else { "Times in UTC and in " (ev.timezone.name()) " (the event's time zone)" }
                 }
             }
+            .into_string(),
         }
     }
+}
+
+/// The largest page rendered so far: new pages start with a buffer this
+/// big, so that a page is written once instead of grown and copied.
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(16 * 1024);
+
+/// A page of the portal: the layout around `body`, which renders straight
+/// into the page's buffer.
+pub fn page(frame: &Frame, title: &str, body: impl Render) -> Markup {
+    let chrome = frame.chrome;
+    let name = PreEscaped(chrome.name.as_str());
+    let mut out = String::with_capacity(PAGE_SIZE.load(Ordering::Relaxed) + 1024);
+    out.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
+    html! { title { (title) " · " (name) } }.render_to(&mut out);
+    out.push_str("<style>");
+    out.push_str(CSS);
+    out.push_str("</style></head><body>");
+    html! {
+        header {
+            span.ev { (name) }
+            @if let Some((ticket, csrf)) = frame.user {
+                nav {
+                    a href="/" { "Welcome" }
+                    a href="/timetable" { "Timetable" }
+                    a href="/schedule" { "Schedule" }
+                    @if ticket.is_staff() {
+                        a href="/staff" { "Staff room" }
+                        a href="/status" { "Status" }
+                    }
+                    a href="/settings" { "Settings" }
+                }
+                form.inline method="post" action="/logout" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button.quiet type="submit" { "Log out" }
+                }
+            }
+        }
+    }
+    .render_to(&mut out);
+    out.push_str("<main>");
+    body.render_to(&mut out);
+    out.push_str("</main>");
+    out.push_str(&chrome.footer);
+    out.push_str("</body></html>");
+    PAGE_SIZE.fetch_max(out.len().min(1 << 20), Ordering::Relaxed);
+    PreEscaped(out)
 }
 
 /// A plain page for errors and notices, without navigation.
@@ -131,5 +160,15 @@ pub fn post_button(action: &str, csrf: &str, label: &str, class: Option<&str>) -
             input type="hidden" name="csrf" value=(csrf);
             button class=[class] type="submit" { (label) }
         }
+    }
+}
+
+/// Markup written by a function straight into the page's buffer (for long
+/// lists, which `html!` would build in a buffer of their own and copy).
+pub struct Direct<F: Fn(&mut String)>(pub F);
+
+impl<F: Fn(&mut String)> Render for Direct<F> {
+    fn render_to(&self, buffer: &mut String) {
+        (self.0)(buffer)
     }
 }

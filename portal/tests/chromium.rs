@@ -202,6 +202,22 @@ impl Driver {
         self.call("POST", &format!("/element/{e}/click"), json!({}))
             .await;
     }
+    /// Clicks and waits until a new page has loaded (a form that posts and
+    /// redirects back to the same URL gives no other sign).
+    async fn click_and_load(&self, css: &str) {
+        self.script("window.venueOldPage = true; return 0").await;
+        self.click(css).await;
+        for _ in 0..100 {
+            let fresh = self
+                .script("return window.venueOldPage === undefined && document.readyState === 'complete'")
+                .await;
+            if fresh == true {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no new page after clicking {css}");
+    }
     /// Saves a screenshot when VENUE_SCREENSHOT_DIR is set (to look at the pages).
     async fn screenshot(&self, name: &str) {
         if let Some(dir) = std::env::var_os("VENUE_SCREENSHOT_DIR") {
@@ -298,4 +314,173 @@ async fn chromium_logs_in_reads_the_timetable_and_joins() {
     )));
     assert_eq!(fake.calls("create"), 1);
     assert_eq!(fake.calls("join"), 1);
+}
+
+async fn log_in(d: &Driver, base: &str, email: &str, code: &str, next: &str) {
+    d.go(&format!("{base}/login?next={}", next.replace('/', "%2F")))
+        .await;
+    d.type_into("#email", email).await;
+    d.type_into("#code", code).await;
+    d.click("form[action='/login'] button[type=submit]").await;
+    let at = d.wait_url(&format!("{base}{next}")).await;
+    assert_eq!(at, format!("{base}{next}"), "{email} did not log in");
+}
+
+async fn log_out(d: &Driver, base: &str) {
+    d.click_and_load("form[action='/logout'] button").await;
+    assert_eq!(d.url().await, format!("{base}/login"));
+}
+
+async fn body_text(d: &Driver) -> String {
+    d.script("return document.querySelector('main').innerText")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Presses the vote button of proposal `id` on the vote page.
+async fn press(d: &Driver, base: &str, id: &str) {
+    d.click_and_load(&format!("#p-{id} form[action='/vote'] button"))
+        .await;
+    assert!(d.url().await.starts_with(&format!("{base}/vote")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_talk_vote_end_to_end() {
+    need("/usr/bin/chromium", "chromium");
+    need("/usr/bin/chromedriver", "chromium-driver");
+    let dir = TempDir::new("chromium-vote");
+    let event = write_live_event(dir.path());
+    let mut text = std::fs::read_to_string(&event).unwrap();
+    let opened = chrono::Utc::now() - chrono::Duration::hours(1);
+    text.push_str(&format!(
+        "\n[vote]\nopens = {}\nvotes_per_ticket = 2\n",
+        opened.format("%Y-%m-%dT%H:%M:%SZ")
+    ));
+    std::fs::write(&event, text).unwrap();
+    let state = dir.path().join("state");
+    import_tickets(&state, TICKETS);
+    // pretalx's API answer for /submissions/.
+    let pretalx = dir.write(
+        "submissions.json",
+        r#"{"count": 5, "next": null, "previous": null, "results": [
+ {"code": "AAA111", "title": "Tracing with BPF", "abstract": "How we trace.", "track": {"en": "Networking"}, "speakers": [{"code": "S1", "name": "Ada Lovelace"}], "state": "submitted"},
+ {"code": "BBB222", "title": "Rust in the kernel", "abstract": "Why and how.", "track": {"en": "Kernel"}, "speakers": [{"code": "S2", "name": "Bob"}], "state": "submitted"},
+ {"code": "CCC333", "title": "io_uring deep dive", "abstract": "", "track": {"en": "Kernel"}, "speakers": [], "state": "submitted"},
+ {"code": "DDD444", "title": "Netfilter futures", "abstract": null, "track": {"en": "Networking"}, "speakers": [], "state": "submitted"},
+ {"code": "EEE555", "title": "Withdrawn", "abstract": null, "track": null, "speakers": [], "state": "withdrawn"}]}"#,
+    );
+    let st = state.to_str().unwrap().to_owned();
+    let (ok, out, err) = run(&[
+        "proposals",
+        "import",
+        pretalx.to_str().unwrap(),
+        "--state",
+        &st,
+    ]);
+    assert!(ok && out.contains("imported 4 proposals"), "{out}{err}");
+    let p = Portal::start(&event, &state, None);
+    let base = p.url.clone();
+    let c = client();
+    let profile = dir.path().join("profile");
+    let d = Driver::start(&profile).await;
+
+    // Ada votes twice, has no votes left, then changes one.
+    log_in(&d, &base, "ada@example.org", "ada-ticket-0001", "/vote").await;
+    let text = body_text(&d).await;
+    assert!(text.contains("You have used 0 of your 2 votes"), "{text}");
+    assert!(!text.contains("Withdrawn"));
+    press(&d, &base, "AAA111").await;
+    press(&d, &base, "BBB222").await;
+    let text = body_text(&d).await;
+    assert!(text.contains("You have used 2 of your 2 votes"), "{text}");
+    let ccc = d
+        .script("return document.querySelector('#p-CCC333').innerText")
+        .await;
+    assert!(ccc.as_str().unwrap().contains("no votes left"), "{ccc}");
+    press(&d, &base, "BBB222").await; // take back
+    press(&d, &base, "CCC333").await;
+    d.screenshot("vote").await;
+    let ada_page = body_text(&d).await;
+    assert!(ada_page.contains("You have used 2 of your 2 votes"));
+    log_out(&d, &base).await;
+
+    // Bob votes for two; Dan votes through the form too, then loses his ticket.
+    log_in(&d, &base, "bob@example.org", "bob-ticket-0002", "/vote").await;
+    press(&d, &base, "AAA111").await;
+    press(&d, &base, "BBB222").await;
+    log_out(&d, &base).await;
+    let dan = login(&c, &base, "dan@example.org", "dan-ticket-0004").await;
+    let dan_csrf = session_csrf(&c, &base, &dan).await;
+    for id in ["AAA111", "DDD444"] {
+        let (s, _, _) = post(
+            &c,
+            &format!("{base}/vote"),
+            &dan,
+            &[("csrf", &dan_csrf), ("proposal", id), ("vote", "1")],
+        )
+        .await;
+        assert_eq!(s, 303);
+    }
+
+    // Ada's page shows nothing of the others' votes while the vote is open.
+    log_in(&d, &base, "ada@example.org", "ada-ticket-0001", "/vote").await;
+    assert_eq!(
+        body_text(&d).await,
+        ada_page,
+        "an attendee's page changed with others' votes"
+    );
+    log_out(&d, &base).await;
+
+    // Staff revoke Dan's ticket, close the vote and download the CSV.
+    log_in(&d, &base, "carol@example.org", "carol-ticket-03", "/staff").await;
+    d.type_into("#revoke-email", "dan@example.org").await;
+    d.click_and_load("form[action='/staff/tickets/revoke'] button")
+        .await;
+    assert_eq!(d.url().await, format!("{base}/staff"));
+    assert_eq!(
+        get(&c, &format!("{base}/vote"), &dan).await.0,
+        303,
+        "Dan's session lives on"
+    );
+    d.go(&format!("{base}/staff/vote")).await;
+    assert!(body_text(&d).await.contains("The vote is open"));
+    d.click_and_load("form[action='/staff/vote'] button").await;
+    let text = body_text(&d).await;
+    assert!(text.contains("The vote is closed"), "{text}");
+    assert!(text.contains("2 of 3 tickets voted"), "{text}");
+    d.screenshot("vote-results").await;
+    let cookie = d.call("GET", "/cookie/venue_session", Value::Null).await;
+    let session = format!("venue_session={}", cookie["value"].as_str().unwrap());
+    let r = c
+        .get(format!("{base}/staff/vote/results.csv"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("live-vote.csv"));
+    let csv = r.text().await.unwrap();
+    assert_eq!(
+        csv,
+        "id,title,track,speakers,votes\n\
+         AAA111,Tracing with BPF,Networking,Ada Lovelace,2\n\
+         BBB222,Rust in the kernel,Kernel,Bob,1\n\
+         CCC333,io_uring deep dive,Kernel,,1\n\
+         DDD444,Netfilter futures,Networking,,0\n"
+    );
+    // Closed: Ada can no longer change her votes.
+    log_out(&d, &base).await;
+    log_in(&d, &base, "ada@example.org", "ada-ticket-0001", "/vote").await;
+    let text = body_text(&d).await;
+    assert!(text.contains("The vote is closed"), "{text}");
+    assert_eq!(
+        d.script("return document.querySelectorAll(\"form[action='/vote']\").length")
+            .await,
+        0
+    );
 }

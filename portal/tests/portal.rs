@@ -176,8 +176,8 @@ async fn bad_logins_are_refused_and_rate_limited() {
             .unwrap();
         assert_eq!(r.status(), 403);
     }
-    // Four more failures for Bob (five in all) lock his email for a while,
-    // even with the right code...
+    // Four more failures for Bob (five in all) from this address throttle
+    // this address for Bob, even with the right code...
     for _ in 0..4 {
         assert_eq!(
             login_response(&c, &p.url, BOB.0, "wrong-code-999")
@@ -189,6 +189,9 @@ async fn bad_logins_are_refused_and_rate_limited() {
     let r = login_response(&c, &p.url, BOB.0, BOB.1).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
+    // ...but Bob logs in from anywhere else.
+    let r = login_from(&c, &p.url, BOB.0, BOB.1, "203.0.113.9").await;
+    assert_eq!(r.status(), 303);
     // ...but not other people's.
     login(&c, &p.url, DAN.0, DAN.1).await;
     // And one address cannot try more than 30 times.
@@ -709,4 +712,492 @@ fn tickets_cli_adds_and_imports_all_or_nothing() {
         .status
         .success());
     assert_eq!(store.ticket_count().unwrap(), (2, 1));
+}
+
+/// The value of the `value` attribute of the element with `id`.
+fn value_of(html: &str, id: &str) -> String {
+    let i = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let v = i + html[i..].find("value=\"").unwrap() + "value=\"".len();
+    html[v..v + html[v..].find('"').unwrap()].replace("&amp;", "&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_throttle_the_attacker_not_the_owner() {
+    let dir = TempDir::new("throttle");
+    let state = dir.path().join("state");
+    import_tickets(
+        &state,
+        &format!("{TICKETS}ann@example.org,ann-ticket-0005,attendee,Ann Speaker\n"),
+    );
+    let p = Portal::start(&lpc_event(), &state, None);
+    let c = client();
+    let attacker = "192.0.2.66";
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = login_from(&c, &p.url, "ann@example.org", "guessed-code-1", attacker).await;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+    // Ann, from her own address, logs in with her code.
+    let r = login_from(
+        &c,
+        &p.url,
+        "ann@example.org",
+        "ann-ticket-0005",
+        "198.51.100.20",
+    )
+    .await;
+    assert_eq!(r.status(), 303, "the owner was locked out");
+    assert!(set_cookie(&r, "venue_session").is_some());
+    // The attacking address stays throttled for Ann, even with her code...
+    let r = login_from(&c, &p.url, "ann@example.org", "ann-ticket-0005", attacker).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // ...and after 30 failures in all, for everyone.
+    let mut tries = 0;
+    loop {
+        let r = login_from(
+            &c,
+            &p.url,
+            &format!("guess{tries}@example.org"),
+            "guess-code",
+            attacker,
+        )
+        .await;
+        if r.status() == 429 {
+            break;
+        }
+        assert_eq!(r.status(), 401);
+        tries += 1;
+        assert!(tries <= 25, "no per-address limit");
+    }
+    assert_eq!(
+        tries, 25,
+        "the address limit counts the failures for Ann too"
+    );
+    let r = login_from(&c, &p.url, DAN.0, DAN.1, attacker).await;
+    assert_eq!(r.status(), 429);
+    // Others are not affected.
+    assert_eq!(
+        login_from(&c, &p.url, DAN.0, DAN.1, "198.51.100.21")
+            .await
+            .status(),
+        303
+    );
+}
+
+fn curl(url: &str) -> (String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl (apt-get install -y curl)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.to_owned(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendar_feeds_need_no_cookie_and_die_when_regenerated() {
+    let dir = TempDir::new("feeds");
+    let p = lpc_portal(&dir);
+    let c = client();
+    let ada = login(&c, &p.url, ADA.0, ADA.1).await;
+    let csrf = session_csrf(&c, &p.url, &ada).await;
+    let guid = conference::Event::load(&lpc_event()).unwrap().sessions[5]
+        .guid
+        .clone();
+    post(
+        &c,
+        &format!("{}/picks", p.url),
+        &ada,
+        &[("csrf", &csrf), ("guid", &guid), ("picked", "1")],
+    )
+    .await;
+    let (s, _, html) = get(&c, &format!("{}/settings", p.url), &ada).await;
+    assert_eq!(s, 200);
+    let feed = value_of(&html, "feed-url");
+    assert!(feed.starts_with(&format!("{}/feeds/", p.url)), "{feed}");
+    // A calendar client without cookies.
+    let (code, ics) = curl(&feed);
+    assert_eq!(code, "200", "{ics}");
+    assert!(ics.starts_with("BEGIN:VCALENDAR\r\n"));
+    assert_eq!(ics.matches("BEGIN:VEVENT").count(), 1);
+    assert!(ics.contains(&format!("UID:{guid}@lpc.example.org")));
+    // The same address twice; a guessed or altered one is 404.
+    let (_, _, again) = get(&c, &format!("{}/settings", p.url), &ada).await;
+    assert_eq!(value_of(&again, "feed-url"), feed);
+    let altered = format!("{}0/my.ics", feed.trim_end_matches("/my.ics"));
+    assert_eq!(curl(&altered).0, "404");
+    let other_ticket = feed.replacen("/feeds/1-", "/feeds/2-", 1);
+    assert_eq!(curl(&other_ticket).0, "404");
+    // Regenerating needs the CSRF token, then kills the old address.
+    let (s, _, _) = post(
+        &c,
+        &format!("{}/settings/feed", p.url),
+        &ada,
+        &[("csrf", "nope")],
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert_eq!(curl(&feed).0, "200");
+    let (s, loc, _) = post(
+        &c,
+        &format!("{}/settings/feed", p.url),
+        &ada,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!((s, loc.as_str()), (303, "/settings#calendar"));
+    assert_eq!(curl(&feed).0, "404");
+    let (_, _, html) = get(&c, &format!("{}/settings", p.url), &ada).await;
+    let new_feed = value_of(&html, "feed-url");
+    assert_ne!(new_feed, feed);
+    assert_eq!(curl(&new_feed).0, "200");
+    // The whole schedule is not public in this event...
+    assert_eq!(curl(&format!("{}/schedule.ics", p.url)).0, "303");
+    // ...and a revoked ticket's feed is gone.
+    let state = dir.path().join("state");
+    let (ok, _, err) = run(&[
+        "tickets",
+        "revoke",
+        ADA.0,
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(curl(&new_feed).0, "404");
+    // Her session ends too (within the portal's two-second cache).
+    let mut status = 0;
+    for _ in 0..40 {
+        status = get(&c, &format!("{}/", p.url), &ada).await.0;
+        if status == 303 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 303, "a revoked ticket's session lives on");
+    let (ok, _, err) = run(&[
+        "tickets",
+        "revoke",
+        ADA.0,
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("no ticket for ada@example.org"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_schedule_feed_needs_no_ticket() {
+    let dir = TempDir::new("public-ics");
+    let event = write_live_event(dir.path());
+    let mut text = std::fs::read_to_string(&event).unwrap();
+    text.push_str("\n[portal]\npublic_schedule = true\n");
+    std::fs::write(&event, text).unwrap();
+    let state = dir.path().join("state");
+    import_tickets(&state, TICKETS);
+    let p = Portal::start(&event, &state, None);
+    let (code, ics) = curl(&format!("{}/schedule.ics", p.url));
+    assert_eq!(code, "200");
+    assert_eq!(ics.matches("BEGIN:VEVENT").count(), 3);
+    // Only the schedule: personal pages still need a login.
+    assert_eq!(curl(&format!("{}/my.ics", p.url)).0, "303");
+    assert_eq!(curl(&format!("{}/timetable", p.url)).0, "303");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitsi_rooms_and_bridges_show_the_statistics() {
+    use common::fake_jitsi::FakeJitsi;
+    let dir = TempDir::new("jitsi-stats");
+    let event = write_live_event(dir.path());
+    let fake = FakeJitsi::start("meet.live.example.org").await;
+    fake.set_room("live-jitsi-corner", 3);
+    fake.set_room("some-other-room", 40);
+    fake.set_bridge(2, 7, 0.35);
+    let jwt_secret = dir.write("jwt", "jitsi-jwt-secret\n");
+    let extra = format!(
+        "[jitsi]\ndomain = \"meet.live.example.org\"\napp_id = \"venue\"\nsecret_file = \"{}\"\nroom_size_url = \"{}\"\n[[jitsi.bridge]]\nname = \"jvb-1\"\nstats_url = \"{}\"\n[[jitsi.bridge]]\nname = \"jvb-gone\"\nstats_url = \"http://127.0.0.1:9/colibri/stats\"\n",
+        jwt_secret.display(),
+        fake.url("/room-size"),
+        fake.url("/colibri/stats"),
+    );
+    let config = write_config(dir.path(), 0.2, &[], &extra);
+    let state = dir.path().join("state");
+    import_tickets(&state, TICKETS);
+    let p = Portal::start(&event, &state, Some(&config));
+    let c = client();
+    let dan = login(&c, &p.url, DAN.0, DAN.1).await;
+    let carol = login(&c, &p.url, CAROL.0, CAROL.1).await;
+    let people = |html: &str| -> String {
+        let i = html
+            .find("id=\"room-jitsi-corner\"")
+            .expect("the Jitsi room's row");
+        let j = i + html[i..].find("people\">").unwrap() + "people\">".len();
+        html[j..j + html[j..].find('<').unwrap()].to_owned()
+    };
+    let mut seen = String::new();
+    for _ in 0..50 {
+        let (_, _, html) = get(&c, &format!("{}/", p.url), &dan).await;
+        seen = people(&html);
+        if seen == "3" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "3", "the Jitsi room's count");
+    fake.set_room("live-jitsi-corner", 5);
+    for _ in 0..50 {
+        let (_, _, html) = get(&c, &format!("{}/", p.url), &dan).await;
+        seen = people(&html);
+        if seen == "5" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "5", "the count does not follow the statistics");
+    // Nobody in the room: prosody answers 404, the portal shows 0.
+    fake.state.lock().unwrap().rooms.clear();
+    for _ in 0..50 {
+        let (_, _, html) = get(&c, &format!("{}/", p.url), &dan).await;
+        seen = people(&html);
+        if seen == "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "0");
+    // Staff see the bridges with their load; the unreachable one is down.
+    let mut html = String::new();
+    for _ in 0..50 {
+        html = get(&c, &format!("{}/status", p.url), &carol).await.2;
+        if html.contains("35 %") && html.matches("class=\"down\"").count() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bridges = &html[html.find("id=\"jitsi-bridges\"").expect("a bridge table")..];
+    let bridges = &bridges[..bridges.find("</table>").unwrap()];
+    assert!(
+        bridges.contains("jvb-1") && bridges.contains("35 %"),
+        "{bridges}"
+    );
+    assert!(bridges.contains("<td class=\"n\">7</td>"), "{bridges}");
+    assert!(
+        bridges.contains("jvb-gone") && bridges.contains("class=\"down\""),
+        "{bridges}"
+    );
+    // Attendees do not see the status page; page views do not call Jitsi.
+    assert_eq!(get(&c, &format!("{}/status", p.url), &dan).await.0, 403);
+    let before = fake.calls();
+    for _ in 0..20 {
+        get(&c, &format!("{}/", p.url), &dan).await;
+    }
+    assert!(fake.calls() - before < 10, "page views call Jitsi");
+}
+
+const PROPOSALS_CSV: &str = "id,title,abstract,track,speakers\n\
+P1,Tracing with BPF,How we trace,Networking,Ada Lovelace\n\
+P2,Rust in the kernel,Why and how,Kernel,Bob\n\
+P3,io_uring deep dive,,Kernel,Somebody Else\n\
+P4,<b>Bold</b> claims,Escaping matters,Networking,\n\
+P5,Scheduler latency,,Kernel,\n\
+P6,XDP in practice,,Networking,\n\
+P7,Memory tiering,,Kernel,\n\
+P8,Netfilter futures,,Networking,\n";
+
+fn proposals_in_order(html: &str) -> Vec<String> {
+    html.match_indices("id=\"p-")
+        .map(|(i, _)| {
+            let s = &html[i + 6..];
+            s[..s.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talk_vote_limits_orders_and_counts() {
+    let dir = TempDir::new("vote");
+    let event = write_live_event(dir.path());
+    let mut text = std::fs::read_to_string(&event).unwrap();
+    text.push_str("\n[vote]\nvotes_per_ticket = 3\n");
+    std::fs::write(&event, text).unwrap();
+    let state = dir.path().join("state");
+    import_tickets(&state, TICKETS);
+    let st = state.to_str().unwrap();
+    // A bad file is refused whole, naming the line.
+    let bad = dir.write("bad.csv", "id,title\nP1,Fine\nP2,\n");
+    let (ok, _, err) = run(&["proposals", "import", bad.to_str().unwrap(), "--state", st]);
+    assert!(!ok && err.contains("line 3"), "{err}");
+    let file = dir.write("proposals.csv", PROPOSALS_CSV);
+    let (ok, out, err) = run(&["proposals", "import", file.to_str().unwrap(), "--state", st]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "imported 8 proposals");
+    let p = Portal::start(&event, &state, None);
+    let c = client();
+    let ada = login(&c, &p.url, ADA.0, ADA.1).await;
+    let bob = login(&c, &p.url, BOB.0, BOB.1).await;
+    let carol = login(&c, &p.url, CAROL.0, CAROL.1).await;
+    let ada_csrf = session_csrf(&c, &p.url, &ada).await;
+    let carol_csrf = session_csrf(&c, &p.url, &carol).await;
+    let vote = |cookie: &str, csrf: &str, id: &str, on: bool| {
+        let (cookie, csrf, id) = (cookie.to_owned(), csrf.to_owned(), id.to_owned());
+        let c = c.clone();
+        let url = format!("{}/vote", p.url);
+        async move {
+            post(
+                &c,
+                &url,
+                &cookie,
+                &[
+                    ("csrf", &csrf),
+                    ("proposal", &id),
+                    ("vote", if on { "1" } else { "0" }),
+                ],
+            )
+            .await
+            .0
+        }
+    };
+    // Closed until staff open it (no times in event.toml).
+    let (_, _, html) = get(&c, &format!("{}/vote", p.url), &ada).await;
+    assert!(html.contains("id=\"vote-closed\""));
+    assert_eq!(vote(&ada, &ada_csrf, "P1", true).await, 403);
+    // Only staff open it, with the CSRF token.
+    let ada_switch = post(
+        &c,
+        &format!("{}/staff/vote", p.url),
+        &ada,
+        &[("csrf", &ada_csrf), ("action", "open")],
+    )
+    .await;
+    assert_eq!(ada_switch.0, 403);
+    let (s, _, _) = post(
+        &c,
+        &format!("{}/staff/vote", p.url),
+        &carol,
+        &[("csrf", "x"), ("action", "open")],
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _, _) = post(
+        &c,
+        &format!("{}/staff/vote", p.url),
+        &carol,
+        &[("csrf", &carol_csrf), ("action", "open")],
+    )
+    .await;
+    assert_eq!(s, 303);
+    // Each ticket sees every proposal once, in its own stable order.
+    let (_, _, a1) = get(&c, &format!("{}/vote", p.url), &ada).await;
+    let (_, _, a2) = get(&c, &format!("{}/vote", p.url), &ada).await;
+    let (_, _, b1) = get(&c, &format!("{}/vote", p.url), &bob).await;
+    let (oa, ob) = (proposals_in_order(&a1), proposals_in_order(&b1));
+    assert_eq!(oa, proposals_in_order(&a2));
+    let mut sorted = oa.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"]);
+    assert_ne!(oa, ob, "two tickets see the same order");
+    assert!(a1.contains("&lt;b&gt;Bold&lt;/b&gt; claims"));
+    // Track filter.
+    let (_, _, kernel) = get(&c, &format!("{}/vote?track=Kernel", p.url), &ada).await;
+    let mut k = proposals_in_order(&kernel);
+    k.sort();
+    assert_eq!(k, ["P2", "P3", "P5", "P7"]);
+    // Three votes, one per proposal; then no more.
+    assert_eq!(vote(&ada, &ada_csrf, "P1", true).await, 303);
+    assert_eq!(vote(&ada, &ada_csrf, "P1", true).await, 303);
+    assert_eq!(vote(&ada, &ada_csrf, "P2", true).await, 303);
+    assert_eq!(vote(&ada, &ada_csrf, "P3", true).await, 303);
+    assert_eq!(vote(&ada, &ada_csrf, "P4", true).await, 409);
+    assert_eq!(vote(&ada, &ada_csrf, "P9", true).await, 404);
+    assert_eq!(vote(&ada, "", "P4", true).await, 403);
+    let bob_csrf = session_csrf(&c, &p.url, &bob).await;
+    assert_eq!(
+        vote(&bob, &ada_csrf, "P1", true).await,
+        403,
+        "another session's token"
+    );
+    // Changing a vote: take one back, give it to another.
+    assert_eq!(vote(&ada, &ada_csrf, "P3", false).await, 303);
+    assert_eq!(vote(&ada, &ada_csrf, "P4", true).await, 303);
+    assert_eq!(vote(&bob, &bob_csrf, "P1", true).await, 303);
+    assert_eq!(vote(&bob, &bob_csrf, "P5", true).await, 303);
+    // Attendees get no results.
+    for path in [
+        "/staff/vote",
+        "/staff/vote/results.csv",
+        "/staff/vote/results.json",
+    ] {
+        assert_eq!(
+            get(&c, &format!("{}{path}", p.url), &ada).await.0,
+            403,
+            "{path}"
+        );
+    }
+    let (s, _, json) = get(&c, &format!("{}/staff/vote/results.json", p.url), &carol).await;
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let votes = |v: &serde_json::Value, id: &str| {
+        v["proposals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap()["votes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(v["open"], true);
+    assert_eq!(v["voters"], 2);
+    assert_eq!(
+        (
+            votes(&v, "P1"),
+            votes(&v, "P2"),
+            votes(&v, "P3"),
+            votes(&v, "P4"),
+            votes(&v, "P5")
+        ),
+        (2, 1, 0, 1, 1)
+    );
+    let track = |v: &serde_json::Value, t: &str| {
+        let t = v["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["track"] == t)
+            .unwrap();
+        (t["votes"].as_u64().unwrap(), t["voters"].as_u64().unwrap())
+    };
+    assert_eq!(track(&v, "Networking"), (3, 2));
+    assert_eq!(track(&v, "Kernel"), (2, 2));
+    // Re-importing keeps the votes; revoking Bob's ticket takes his.
+    let (ok, _, err) = run(&["proposals", "import", file.to_str().unwrap(), "--state", st]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["tickets", "revoke", BOB.0, "--state", st]);
+    assert!(ok, "{err}");
+    let (_, _, json) = get(&c, &format!("{}/staff/vote/results.json", p.url), &carol).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["voters"], 1);
+    assert_eq!((votes(&v, "P1"), votes(&v, "P5")), (1, 0));
+    assert_eq!(track(&v, "Kernel"), (1, 1));
+    // Closed: no more changes.
+    let (s, _, _) = post(
+        &c,
+        &format!("{}/staff/vote", p.url),
+        &carol,
+        &[("csrf", &carol_csrf), ("action", "close")],
+    )
+    .await;
+    assert_eq!(s, 303);
+    assert_eq!(vote(&ada, &ada_csrf, "P4", false).await, 403);
+    let (_, _, csv) = get(&c, &format!("{}/staff/vote/results.csv", p.url), &carol).await;
+    assert!(csv.starts_with("id,title,track,speakers,votes\n"), "{csv}");
+    assert!(
+        csv.contains("P1,Tracing with BPF,Networking,Ada Lovelace,1\n"),
+        "{csv}"
+    );
 }

@@ -41,6 +41,11 @@ impl ClientConfig {
             .ok()
             .filter(|t| !t.trim().is_empty())
             .ok_or(CloudError::NoToken)?;
+        Ok(ClientConfig::from_env_with_token(&token))
+    }
+
+    /// As [`ClientConfig::from_env`], with another token (`[dns] token_env`).
+    pub fn from_env_with_token(token: &str) -> ClientConfig {
         let endpoint = std::env::var("HCLOUD_ENDPOINT")
             .ok()
             .filter(|e| !e.trim().is_empty())
@@ -59,14 +64,14 @@ impl ClientConfig {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(250),
         );
-        Ok(ClientConfig {
+        ClientConfig {
             endpoint,
             token: token.trim().to_owned(),
             backoff,
             reserve: 20,
             timeout: Duration::from_secs(60),
             poll_start,
-        })
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::client::Client;
 use super::error::CloudError;
-use crate::plan::prices::{Price, PriceTable};
+use crate::plan::prices::{Price, PriceTable, Traffic};
 
 /// "0.2219000000" → 221_900 micro-EUR (rounded half up at the 7th decimal).
 pub fn micro_eur(text: &str) -> Option<u64> {
@@ -36,12 +36,28 @@ pub async fn live(client: &Client) -> Result<PriceTable, CloudError> {
 
 pub fn from_pricing(v: &Value) -> Option<PriceTable> {
     let mut entries = Vec::new();
+    let mut traffic = Vec::new();
     for t in v["pricing"]["server_types"].as_array()? {
         let name = t["name"].as_str()?;
         for p in t["prices"].as_array()? {
             let location = p["location"].as_str()?;
             let hourly = micro_eur(p["price_hourly"]["net"].as_str()?)?;
             let monthly = micro_eur(p["price_monthly"]["net"].as_str()?)?;
+            if let (Some(bytes), Some(per_tb)) = (
+                p["included_traffic"].as_u64(),
+                p["price_per_tb_traffic"]["net"]
+                    .as_str()
+                    .and_then(micro_eur),
+            ) {
+                traffic.push((
+                    name.to_owned(),
+                    location.to_owned(),
+                    Traffic {
+                        included_bytes_per_month: bytes,
+                        per_tb_micro_eur: per_tb,
+                    },
+                ));
+            }
             entries.push((
                 name.to_owned(),
                 location.to_owned(),
@@ -56,7 +72,7 @@ pub fn from_pricing(v: &Value) -> Option<PriceTable> {
         return None;
     }
     let today = chrono::Utc::now().date_naive().to_string();
-    Some(PriceTable::from_entries("api", &today, entries))
+    Some(PriceTable::from_entries("api", &today, entries).with_traffic(traffic))
 }
 
 /// Live prices when `HCLOUD_TOKEN` is set, else the bundled table. A

@@ -114,6 +114,8 @@ pub struct RuleSeen {
     pub direction: String,
     pub protocol: String,
     pub port: Option<String>,
+    #[serde(default)]
+    pub source_ips: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -147,6 +149,6 @@ pub struct Rule {
     pub direction: &'static str,
     pub protocol: &'static str,
     pub port: String,
-    pub source_ips: Vec<&'static str>,
+    pub source_ips: Vec<String>,
     pub description: String,
 }

@@ -29,6 +29,8 @@ pub struct DownOptions {
     pub dry_run: bool,
     pub yes: bool,
     pub json: bool,
+    /// Delete without archiving recordings and the portal's database first.
+    pub discard: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,7 +47,18 @@ pub fn run(opts: DownOptions) -> Result<()> {
         let event = Event::load(&opts.event)?;
         let client = Client::from_env()?;
         let inv = Inventory::load(&client, &event.id).await?;
-        if inv.is_empty() {
+        // --- DNS (issue 11): the event's record sets go too.
+        // A DNS problem must not keep servers (which cost money) alive: say
+        // so and go on; the records are tried again at the end.
+        let dns_records = match crate::cloud::dns::publish::list(&event).await {
+            Ok(rows) => rows.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("warning: cannot list the event's DNS records: {e:#}");
+                Vec::new()
+            }
+        };
+        // ---
+        if inv.is_empty() && dns_records.is_empty() {
             println!(
                 "{}: nothing to delete (no resource labelled venue/event={})",
                 event.id, event.id
@@ -54,9 +67,17 @@ pub fn run(opts: DownOptions) -> Result<()> {
         }
         println!("{} holds {} resources:", event.id, inv.count());
         print!("{}", describe(&inv));
+        // --- DNS (issue 11)
+        for r in &dns_records {
+            println!("  DNS record  {} {} {}", r.name, r.kind, r.values.join(" "));
+        }
+        // ---
         if opts.dry_run {
             println!("dry run: nothing deleted");
             return Ok(());
+        }
+        if opts.discard {
+            eprintln!("--discard: the recordings and the portal's database on these servers are deleted WITHOUT an archive");
         }
         if !opts.yes {
             confirm(&event.id)?;
@@ -71,10 +92,39 @@ pub fn run(opts: DownOptions) -> Result<()> {
             opts.state.as_deref(),
         ))?;
         let _lock = state.lock()?;
-        let report = release(&client, &event.id, &prices, Some(&state)).await?;
-        if opts.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+        // --- Archive (issue 13, crate::archive): first; a server whose
+        // archive failed is kept, named, with the command to retry.
+        let kept = if opts.discard {
+            Vec::new()
         } else {
+            tokio::task::block_in_place(|| {
+                crate::archive::before_down(&event, &state, &inv.servers, opts.json)
+            })?
+        };
+        let report = release_keeping(&client, &event.id, &prices, Some(&state), &kept).await?;
+        if !kept.is_empty() {
+            eprintln!("deleted {} resources", report.deleted.len());
+            bail!(
+                "kept {} server(s) whose archive is not complete: {}; the rest is deleted. Fix the cause above, then run: {}",
+                kept.len(),
+                kept.join(", "),
+                crate::archive::retry_command(&opts.event, opts.state.as_deref(), opts.yes)
+            );
+        }
+        // ---
+        // --- DNS (issue 11): only after every server is gone (none kept).
+        let dns_deleted = crate::cloud::dns::publish::unpublish(&event, Some(&state))
+            .await
+            .context("every server is deleted, but the event's DNS records are not (run `venue down` again)")?;
+        // ---
+        if opts.json {
+            let mut v = serde_json::to_value(&report)?;
+            v["dns_deleted"] = serde_json::to_value(&dns_deleted)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            if !dns_deleted.is_empty() {
+                println!("deleted {} DNS record sets", dns_deleted.len());
+            }
             println!(
                 "deleted {} resources; nothing labelled venue/event={} is left. Final cost: {} EUR",
                 report.deleted.len(),
@@ -151,6 +201,18 @@ pub async fn release(
     prices: &PriceTable,
     state: Option<&StateDir>,
 ) -> Result<DownReport> {
+    release_keeping(client, event, prices, state, &[]).await
+}
+
+/// Like `release`, but leaves the servers named in `keep` (their archive
+/// failed), with their addresses, and the firewall and SSH key they still use.
+pub async fn release_keeping(
+    client: &Client,
+    event: &str,
+    prices: &PriceTable,
+    state: Option<&StateDir>,
+    keep: &[String],
+) -> Result<DownReport> {
     let sent_before = client.requests_sent();
     let mut deleted = Vec::new();
     let mut final_cost = 0;
@@ -166,7 +228,7 @@ pub async fn release(
     let mut stuck = 0;
     while started.elapsed() < LIMIT {
         round += 1;
-        let inv = Inventory::load(client, event).await?;
+        let inv = without_kept(Inventory::load(client, event).await?, keep);
         if inv.is_empty() {
             note(&format!("done: nothing left after {} rounds", round - 1));
             return Ok(DownReport {
@@ -210,7 +272,14 @@ pub async fn release(
         for (name, id, r) in results {
             match r {
                 Ok(action) => {
-                    note(&format!("deleting server {name} (id {id})"));
+                    if let Some(s) = state {
+                        // A step: tests crash here (crate::archive::step).
+                        crate::archive::step(
+                            s,
+                            "down",
+                            &format!("deleting server {name} (id {id})"),
+                        );
+                    }
                     deleted.push(format!("server {name}"));
                     waits.extend(action);
                 }
@@ -300,6 +369,28 @@ pub async fn release(
         left.count(),
         describe(&left)
     )
+}
+
+/// The inventory without the servers to keep, their addresses, and (while
+/// any is kept) the firewall and SSH key.
+fn without_kept(mut inv: Inventory, keep: &[String]) -> Inventory {
+    if keep.is_empty() {
+        return inv;
+    }
+    let kept: Vec<u64> = inv
+        .servers
+        .iter()
+        .filter(|s| keep.contains(&s.name))
+        .map(|s| s.id)
+        .collect();
+    inv.servers.retain(|s| !kept.contains(&s.id));
+    inv.primary_ips
+        .retain(|p| !p.assignee_id.is_some_and(|a| kept.contains(&a)));
+    if !kept.is_empty() {
+        inv.firewalls.clear();
+        inv.ssh_keys.clear();
+    }
+    inv
 }
 
 use futures_util::StreamExt;

@@ -29,6 +29,15 @@ pub struct FleetServer {
 pub struct Fleet {
     pub event: String,
     pub domain: String,
+    /// The ACME account's contact (event.toml `[tls] email`); mkFleet gives it
+    /// to every host, as nixpkgs' security.acme requires one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme_email: Option<String>,
+    /// True when venue supplies the one certificate for `<domain>` and
+    /// `*.<domain>` (event.toml `[dns]`, or `[tls] certificate`): mkFleet
+    /// then turns per-host ACME off (`services.venue.tls.fromAgent`).
+    #[serde(default)]
+    pub tls: bool,
     pub servers: Vec<FleetServer>,
 }
 
@@ -67,6 +76,8 @@ pub fn build(event: &Event, planned: &[PlannedServer], existing: &[Server]) -> F
     Fleet {
         event: event.id.clone(),
         domain: event.domain.clone(),
+        acme_email: event.tls.email.clone(),
+        tls: crate::tls::supplied_by_venue(event),
         servers,
     }
 }

@@ -17,6 +17,8 @@ use crate::plan::prices::{eur_text, PriceTable};
 pub struct StatusOptions {
     pub event: PathBuf,
     pub json: bool,
+    /// State directory (default: .venue/<event id>/ beside the event file).
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +44,12 @@ pub struct StatusReport {
     pub price_source: String,
     pub price_date: String,
     pub warnings: Vec<String>,
+    /// Per server: what is not archived yet (crate::archive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<Vec<crate::archive::Pending>>,
+    /// The event's DNS record sets (event.toml `[dns]`; issue 11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Vec<crate::cloud::dns::publish::DnsRow>>,
 }
 
 pub fn run(opts: StatusOptions) -> Result<()> {
@@ -61,10 +69,28 @@ pub fn run(opts: StatusOptions) -> Result<()> {
         let inv = Inventory::load(&client, &event.id).await?;
         let mut report = report(&event.id, &inv, &prices, Utc::now());
         report.warnings.extend(warning);
+        report.archive = tokio::task::block_in_place(|| archive_pending(&opts, &event, &inv));
+        // --- DNS (issue 11): the event's record sets.
+        match crate::cloud::dns::publish::list(&event).await {
+            Ok(rows) => report.dns = rows,
+            Err(e) => report
+                .warnings
+                .push(format!("DNS records unavailable: {e:#}")),
+        }
+        // ---
         if opts.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print!("{}", text(&report));
+            // --- DNS (issue 11)
+            if let Some(rows) = report.dns.as_ref().filter(|r| !r.is_empty()) {
+                print!(
+                    "\nDNS records labelled venue/event={}:\n{}",
+                    event.id,
+                    crate::cloud::dns::publish::text(rows)
+                );
+            }
+            // ---
         }
         Ok(())
     })
@@ -169,7 +195,51 @@ pub fn report(
         price_source: prices.source.clone(),
         price_date: prices.date.clone(),
         warnings,
+        archive: None,
+        dns: None,
     }
+}
+
+/// What the servers hold that is not archived yet; None without a state
+/// directory (no pinned keys to log in with) or without servers.
+fn archive_pending(
+    opts: &StatusOptions,
+    event: &Event,
+    inv: &Inventory,
+) -> Option<Vec<crate::archive::Pending>> {
+    let dir = super::state::StateDir::locate(&opts.event, &event.id, opts.state.as_deref());
+    if inv.servers.is_empty() || !dir.is_dir() {
+        return None;
+    }
+    let state = super::state::StateDir { dir };
+    let servers: Vec<_> = inv
+        .servers
+        .iter()
+        .filter(|s| s.status != "deleting")
+        .cloned()
+        .collect();
+    let (hosts, failed) = crate::archive::hosts_of_servers(&servers, &state);
+    let options = crate::archive::Options::new(
+        &state,
+        std::time::Duration::from_secs(5),
+        event.deploy.concurrency as usize,
+    );
+    let mut pending = match crate::archive::pending(&hosts, &state, &options) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot tell what is archived");
+            return None;
+        }
+    };
+    pending.extend(failed.into_iter().map(|f| crate::archive::Pending {
+        host: f.host,
+        files: 0,
+        bytes: 0,
+        dumps: 0,
+        error: Some(f.message),
+    }));
+    pending.sort_by(|a, b| a.host.cmp(&b.host));
+    Some(pending)
 }
 
 pub fn text(r: &StatusReport) -> String {
@@ -206,6 +276,10 @@ pub fn text(r: &StatusReport) -> String {
     ));
     for w in &r.warnings {
         out.push_str(&format!("warning: {w}\n"));
+    }
+    if let Some(p) = &r.archive {
+        out.push('\n');
+        out.push_str(&crate::archive::pending_text(p));
     }
     out
 }

@@ -53,23 +53,42 @@ pub struct UpReport {
 /// `--no-deploy`) deploy every host, and print.
 pub fn run(opts: UpOptions) -> Result<()> {
     let event = Event::load(&opts.event)?;
+    if !opts.no_deploy {
+        crate::deploy::command::preflight(&event)?;
+    }
     let state = StateDir::open(StateDir::locate(
         &opts.event,
         &event.id,
         opts.state.as_deref(),
     ))?;
     let _lock = state.lock()?;
-    let report = super::block_on(async {
+    let (report, names) = super::block_on(async {
         let client = Client::from_env()?;
         // The first request: a wrong token stops us here, before anything exists.
         let prices = crate::cloud::pricing::live(&client)
             .await
             .context("reading live prices")?;
         let plan = plan::plan(&event, &prices)?;
-        provision(&client, &event, &plan, &state).await
+        // --- DNS and certificate (issue 11): the zone and the names are
+        // checked before anything is rented.
+        let planned = plan.fleet();
+        let dns = crate::cloud::dns::publish::preflight(
+            &event,
+            planned.iter().map(|p| (p.name.as_str(), p.role.as_str())),
+        )
+        .await?;
+        // ---
+        let report = provision(&client, &event, &plan, &state).await?;
+        // --- DNS and certificate (issue 11): records for every name, then
+        // the one certificate (reused while it has 30 days left).
+        let names =
+            crate::tls::publish_and_certify(dns.as_ref(), &event, &report.fleet, &state).await?;
+        // ---
+        anyhow::Ok((report, names))
     })?;
     if !opts.json {
         print!("{}", fleet::table(&report.fleet));
+        print!("{}", crate::tls::text(&names));
         println!(
             "\n{} created, {} already there; fleet written to {}",
             report.created.len(),
@@ -85,7 +104,9 @@ pub fn run(opts: UpOptions) -> Result<()> {
     }
     if opts.no_deploy {
         if opts.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            let mut v = serde_json::to_value(&report)?;
+            v["names"] = serde_json::to_value(&names)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
         }
         return Ok(());
     }
@@ -99,7 +120,9 @@ pub fn run(opts: UpOptions) -> Result<()> {
     if opts.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"provision": report, "deploy": deployed}))?
+            serde_json::to_string_pretty(
+                &json!({"provision": report, "names": names, "deploy": deployed})
+            )?
         );
     } else {
         print!("\n{}", crate::deploy::command::table(&deployed));
@@ -219,6 +242,12 @@ pub async fn provision(
         .collect();
     let all: Vec<Server> = servers.into_values().collect();
     let fleet = fleet::build(event, &planned, &all);
+    let own: Vec<String> = fleet
+        .servers
+        .iter()
+        .flat_map(|s| s.ipv4.iter().chain(s.ipv6.iter()).cloned())
+        .collect();
+    ensure_rules(client, &firewall, &own).await?;
     let fleet_file = fleet::write(state, &fleet)?;
     state.journal(
         "up",
@@ -309,37 +338,42 @@ async fn ensure_ssh_key(client: &Client, event: &Event, state: &StateDir) -> Res
     bail!("could not create the SSH key {name}")
 }
 
-/// The event's firewall: found by label, else created.
+/// The firewall's rules once the fleet's addresses are known: the event's own
+/// servers (and only they) may reach the main Jitsi host's XMPP port and the
+/// stream origin's RTMP ingest. Also
+/// repairs a firewall made by an older venue or changed by hand (one request
+/// and one action; none when nothing changed).
+async fn ensure_rules(client: &Client, f: &Firewall, own: &[String]) -> Result<()> {
+    if !super::firewall::same_rules(&f.rules, own) {
+        let body = json!({"rules": super::firewall::rules(own)});
+        let path = format!("/firewalls/{}/actions/set_rules", f.id);
+        let v = client
+            .request(Method::POST, &path, &[], Some(&body))
+            .await?;
+        let ids: Vec<u64> = v["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["id"].as_u64())
+            .collect();
+        let done = actions::wait_all(client, &ids, "updating firewall rules", SERVER_WAIT).await?;
+        if let Some(e) = actions::first_error(&done) {
+            return Err(anyhow!(e).context(format!("updating the rules of firewall {}", f.name)));
+        }
+    }
+    Ok(())
+}
+
+/// The event's firewall: found by label, else created (its rules are settled
+/// by [`ensure_rules`] once the servers exist).
 async fn ensure_firewall(client: &Client, event: &Event) -> Result<Firewall> {
     let sel = [("label_selector", labels::selector(&event.id))];
     let name = format!("venue-{}", event.id);
     let found: Vec<Firewall> = client.list("/firewalls", &sel, "firewalls").await?;
     if let Some(f) = found.iter().find(|f| f.name == name).or(found.first()) {
-        if !super::firewall::same_rules(&f.rules) {
-            // Made by an older venue, or changed by hand: bring it back to
-            // what the roles need (one request and one action).
-            let body = json!({"rules": super::firewall::rules()});
-            let path = format!("/firewalls/{}/actions/set_rules", f.id);
-            let v = client
-                .request(Method::POST, &path, &[], Some(&body))
-                .await?;
-            let ids: Vec<u64> = v["actions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a["id"].as_u64())
-                .collect();
-            let done =
-                actions::wait_all(client, &ids, "updating firewall rules", SERVER_WAIT).await?;
-            if let Some(e) = actions::first_error(&done) {
-                return Err(
-                    anyhow!(e).context(format!("updating the rules of firewall {}", f.name))
-                );
-            }
-        }
         return Ok(f.clone());
     }
-    let body = json!({"name": name, "labels": labels::event(&event.id), "rules": super::firewall::rules()});
+    let body = json!({"name": name, "labels": labels::event(&event.id), "rules": super::firewall::rules(&[])});
     match client
         .request(Method::POST, "/firewalls", &[], Some(&body))
         .await

@@ -25,8 +25,27 @@ pub struct DeployArgs<'a> {
     pub connect_wait: Duration,
 }
 
+/// NixOS hosts from this flake that get no certificate from venue (no
+/// `[dns]`, no `[tls] certificate`) get one each through nixpkgs'
+/// security.acme, which refuses to evaluate without a contact address: say
+/// so before anything is rented or built. (`[deploy] systems` brings its own.)
+pub fn preflight(event: &Event) -> Result<()> {
+    if event.deploy.systems.is_none()
+        && !crate::tls::supplied_by_venue(event)
+        && event.tls.email.is_none()
+    {
+        bail!(
+            "{}: the hosts need an ACME contact address for their own certificates: set `[tls] email = \"noc@{}\"` (or a `contact = \"mailto:…\"`), or `[dns]` for one certificate from venue",
+            event.file.display(),
+            event.domain
+        );
+    }
+    Ok(())
+}
+
 /// Deploys and returns one report per host; the caller prints them.
 pub fn run(args: &DeployArgs) -> Result<Vec<Report>> {
+    preflight(args.event)?;
     let fleet_file = args.state.path("fleet.json");
     let fleet: Fleet = serde_json::from_str(
         &std::fs::read_to_string(&fleet_file)
@@ -134,7 +153,7 @@ pub fn all_healthy(reports: &[Report]) -> bool {
 /// The hosts of fleet.json, one per name (a static host may hold several
 /// roles), with the host key to pin: the one venue generated for a rented
 /// server, the one event.toml gives for a static host.
-fn hosts(event: &Event, state: &StateDir, fleet: &Fleet) -> Result<Vec<Host>> {
+pub fn hosts(event: &Event, state: &StateDir, fleet: &Fleet) -> Result<Vec<Host>> {
     let mut hosts: Vec<Host> = Vec::new();
     for s in &fleet.servers {
         let role: Role = serde_json::from_value(serde_json::Value::String(s.role.clone()))

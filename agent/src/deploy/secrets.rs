@@ -1,6 +1,8 @@
 //! The event's secrets: generated once by the agent, kept in the event's
 //! local state (mode 0600), uploaded as files (mode 0400) under
 //! /var/lib/venue/secrets. They never enter the Nix store or a log.
+//! The event's certificate and its key (state `tls/`, see crate::tls) travel
+//! the same way to every host, as `tls-fullchain.pem` and `tls-key.pem`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +27,11 @@ pub const ALL: &[&str] = &[
     "jvb-muc-password",
 ];
 
+/// The certificate chain and its key on every host, when venue supplies one
+/// (the NixOS modules' `services.venue.tls.*` read these names).
+pub const TLS_CHAIN: &str = "tls-fullchain.pem";
+pub const TLS_KEY: &str = "tls-key.pem";
+
 /// Which secrets a role's services read.
 pub fn for_role(role: Role) -> &'static [&'static str] {
     match role {
@@ -33,11 +40,15 @@ pub fn for_role(role: Role) -> &'static [&'static str] {
         Role::Jvb => &["jvb-muc-password"],
         Role::Coturn => &["turn-secret"],
         Role::Portal => &["bbb-secret", "jwt-secret", "turn-secret", "portal-session"],
+        // HLS is public; RTMP ingest is limited by address.
+        Role::Stream | Role::Edge => &[],
     }
 }
 
 pub struct Secrets {
     values: BTreeMap<String, String>,
+    /// The event's certificate chain and key (PEM), if venue holds one.
+    tls: Option<(String, String)>,
     pub file: PathBuf,
 }
 
@@ -46,6 +57,7 @@ impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Secrets")
             .field("names", &self.values.keys().collect::<Vec<_>>())
+            .field("tls", &self.tls.is_some())
             .field("file", &self.file)
             .finish()
     }
@@ -75,7 +87,15 @@ impl Secrets {
                 0o600,
             )?;
         }
-        Ok(Secrets { values, file })
+        // The certificate as `venue up` left it (a renewed one goes out with
+        // the next deploy).
+        let tls = crate::tls::files::current(state).map(|(chain, key, _)| (chain, key));
+        Ok(Secrets { values, tls, file })
+    }
+
+    /// Whether the certificate goes to the hosts.
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -84,11 +104,14 @@ impl Secrets {
 
     /// All values, for tests that prove they leaked nowhere.
     pub fn values(&self) -> impl Iterator<Item = &str> {
-        self.values.values().map(String::as_str)
+        self.values
+            .values()
+            .map(String::as_str)
+            .chain(self.tls.as_ref().map(|(_, key)| key.as_str()))
     }
 
-    /// Uploads the secrets of the host's roles in one round trip; returns
-    /// how many. Each file is written beside its final name with mode 0400
+    /// Uploads the secrets of the host's roles, and the certificate with its
+    /// key, in one round trip; returns how many files. Each file is written beside its final name with mode 0400
     /// and renamed into place, so a service never reads half a secret.
     pub fn upload(&self, ssh: &Ssh, roles: &[Role]) -> Result<usize> {
         let mut names: Vec<&str> = roles
@@ -105,6 +128,15 @@ impl Secrets {
                 .with_context(|| format!("secret {name} missing from {}", self.file.display()))?;
             input.extend_from_slice(format!("{name} {}\n", value.len()).as_bytes());
             input.extend_from_slice(value.as_bytes());
+        }
+        // Every host serves HTTPS on its names: all get the certificate. The
+        // key first: a host that reloads on a new chain finds its key there.
+        if let Some((chain, key)) = &self.tls {
+            for (name, value) in [(TLS_KEY, key), (TLS_CHAIN, chain)] {
+                input.extend_from_slice(format!("{name} {}\n", value.len()).as_bytes());
+                input.extend_from_slice(value.as_bytes());
+                names.push(name);
+            }
         }
         let out = ssh.run_with_input(UPLOAD_SCRIPT, &input)?;
         if out.status != 0 {
@@ -123,7 +155,7 @@ impl Secrets {
 const UPLOAD_SCRIPT: &str =
     "set -e; umask 0377; d=/var/lib/venue/secrets; mkdir -p $d; chmod 0700 $d; \
     while read -r name len; do \
-      case $name in ''|*[!a-z0-9-]*) echo \"bad secret name\" >&2; exit 1;; esac; \
+      case $name in ''|.*|*[!a-z0-9.-]*) echo \"bad secret name\" >&2; exit 1;; esac; \
       rm -f $d/.$name.tmp; dd bs=1 count=$len of=$d/.$name.tmp status=none; \
       chmod 0400 $d/.$name.tmp; mv -f $d/.$name.tmp $d/$name; \
     done";

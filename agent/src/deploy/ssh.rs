@@ -217,6 +217,27 @@ impl Ssh {
     }
 }
 
+impl Ssh {
+    /// Runs `command` and streams its standard output into `out` (files too
+    /// big to hold in memory: archived recordings). Returns the exit status
+    /// and standard error.
+    pub fn run_to_writer(&self, command: &str, out: &mut dyn Write) -> Result<(i32, String)> {
+        let mut channel = self
+            .session
+            .channel_session()
+            .with_context(|| format!("{}: open a channel", self.host))?;
+        channel
+            .exec(command)
+            .with_context(|| format!("{}: run a command", self.host))?;
+        channel.send_eof()?;
+        std::io::copy(&mut channel, out)?;
+        let mut stderr = String::new();
+        channel.stderr().read_to_string(&mut stderr)?;
+        channel.wait_close()?;
+        Ok((channel.exit_status()?, stderr))
+    }
+}
+
 /// How long one remote command may stay silent: switching a system can
 /// start many services (BigBlueButton's containers) without printing.
 const COMMAND_TIMEOUT_MS: u32 = 15 * 60 * 1000;

@@ -74,3 +74,42 @@ pub fn server_units(backend: Backend) -> u64 {
         Backend::Jitsi => JITSI_SERVER_UNITS,
     }
 }
+
+// ----- Rooms bigger than a meeting: a stage and a stream -----
+//
+// Sources and assumptions:
+// - One meeting cannot span servers: BigBlueButton advises at most
+//   BBB_ADVISED_SESSION_MAX per session (above), a Jitsi meeting lives on one
+//   videobridge (no cascading here): one ccx33's worth of webcam participants.
+//   Above that, a room is staged and streamed unless event.toml says
+//   `audience = "interactive"`.
+// - 2.5 Mbit/s per viewer: a 720p30 H.264 stream, inside the 1.5-4 Mbit/s
+//   YouTube Live recommends for 720p30 (support.google.com/youtube/answer/2853702).
+// - 1 Gbit/s per server link, used to 70%: our planning figure for one cloud
+//   server (Hetzner publishes no per-server bandwidth figure for cloud
+//   servers; to calibrate with the testbed's and a real event's measurements).
+
+/// People on a stage when event.toml does not say: speakers and moderators.
+pub const STAGE_DEFAULT_PEAK: u32 = 10;
+/// A viewer's share of the stream, kbit/s.
+pub const STREAM_BITRATE_KBIT: u64 = 2_500;
+pub const SERVER_LINK_KBIT: u64 = 1_000_000;
+pub const LINK_USE_PERCENT: u64 = 70;
+/// The origin (RTMP ingest, HLS packaging) and the caching edges.
+pub const STREAM_SERVER_TYPE: &str = "cx33";
+pub const EDGE_SERVER_TYPE: &str = "cx33";
+
+/// Viewers one server's link serves.
+pub const fn viewers_per_server() -> u64 {
+    SERVER_LINK_KBIT * LINK_USE_PERCENT / 100 / STREAM_BITRATE_KBIT
+}
+
+/// The most people one meeting of `backend` holds.
+pub fn meeting_limit(backend: Backend) -> u32 {
+    match backend {
+        Backend::Bbb => BBB_ADVISED_SESSION_MAX,
+        Backend::Jitsi => {
+            u32::try_from(JITSI_SERVER_UNITS / JITSI_UNITS_WEBCAM).unwrap_or(u32::MAX)
+        }
+    }
+}

@@ -5,9 +5,10 @@ pub mod cost_model;
 pub mod hours;
 pub mod prices;
 pub mod report;
+pub mod stream;
 
 use anyhow::{anyhow, Result};
-use conference::{Backend, Event, Role};
+use conference::{Backend, Event, Role, Room};
 use serde::Serialize;
 
 use cost_model::*;
@@ -18,6 +19,10 @@ use prices::{Price, PriceTable};
 pub struct Plan {
     pub event: String,
     pub servers: Vec<ServerGroup>,
+    /// Rooms served as a stage and a stream, and what their audience costs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<stream::StreamPlan>,
+    /// The servers' cost plus the streams' traffic beyond what they include.
     pub total_micro_eur: u64,
     pub warnings: Vec<String>,
     pub price_source: String,
@@ -76,11 +81,14 @@ pub fn plan(event: &Event, prices: &PriceTable) -> Result<Plan> {
     let media = hours::media_windows(event);
     let always = hours::portal_windows(event);
 
-    let (bbb, bbb_warnings) = media_servers(event, Backend::Bbb);
+    // A streamed room meets on its stage: that is what the media servers carry.
+    let staged = stream::staged(event);
+    warnings.extend(staged.notes.iter().cloned());
+    let (bbb, bbb_warnings) = media_servers(event, &staged.rooms, Backend::Bbb);
     warnings.extend(bbb_warnings);
     wanted.push((Role::Bbb, BBB_SERVER_TYPE, bbb, media.clone()));
 
-    let (bridges, jitsi_warnings) = media_servers(event, Backend::Jitsi);
+    let (bridges, jitsi_warnings) = media_servers(event, &staged.rooms, Backend::Jitsi);
     warnings.extend(jitsi_warnings);
     // The first bridge is the main Jitsi host, unless a long-lived host is.
     let (main, extra) = if bridges == 0 || has_static(event, Role::Jitsi) {
@@ -89,7 +97,16 @@ pub fn plan(event: &Event, prices: &PriceTable) -> Result<Plan> {
         (1, bridges - 1)
     };
     wanted.push((Role::Jitsi, JITSI_SERVER_TYPE, main, media.clone()));
-    wanted.push((Role::Jvb, JITSI_SERVER_TYPE, extra, media));
+    wanted.push((Role::Jvb, JITSI_SERVER_TYPE, extra, media.clone()));
+
+    let streams = stream::plan(event, &staged, &media, prices)?;
+    if let Some(sp) = &streams {
+        // No origin for streams served elsewhere only.
+        let origin = u32::from(sp.viewers > 0 && !has_static(event, Role::Stream));
+        wanted.push((Role::Stream, STREAM_SERVER_TYPE, origin, media.clone()));
+        wanted.push((Role::Edge, EDGE_SERVER_TYPE, sp.edges, media));
+        warnings.extend(sp.warnings.iter().cloned());
+    }
 
     let portal_type = if event.attendees > PORTAL_LARGE_ATTENDEES {
         PORTAL_LARGE_SERVER_TYPE
@@ -148,10 +165,12 @@ pub fn plan(event: &Event, prices: &PriceTable) -> Result<Plan> {
             cost_micro_eur: u64::from(count) * per_server,
         });
     }
+    let traffic = streams.as_ref().map_or(0, |s| s.traffic_micro_eur);
     Ok(Plan {
         event: event.id.clone(),
-        total_micro_eur: servers.iter().map(|g| g.cost_micro_eur).sum(),
+        total_micro_eur: servers.iter().map(|g| g.cost_micro_eur).sum::<u64>() + traffic,
         servers,
+        streams,
         warnings,
         price_source: prices.source.clone(),
         price_date: prices.date.clone(),
@@ -166,12 +185,8 @@ fn has_static(event: &Event, role: Role) -> bool {
 /// beyond what long-lived hosts carry, and one server for each room too big
 /// to share a server (a meeting cannot span servers). Both terms only grow
 /// with load, so more people never means fewer servers.
-fn media_servers(event: &Event, backend: Backend) -> (u32, Vec<String>) {
-    let rooms: Vec<_> = event
-        .rooms
-        .iter()
-        .filter(|r| r.backend == backend)
-        .collect();
+fn media_servers(event: &Event, all_rooms: &[Room], backend: Backend) -> (u32, Vec<String>) {
+    let rooms: Vec<_> = all_rooms.iter().filter(|r| r.backend == backend).collect();
     let mut warnings = Vec::new();
     if rooms.is_empty() {
         return (0, warnings);
@@ -204,7 +219,7 @@ fn media_servers(event: &Event, backend: Backend) -> (u32, Vec<String>) {
     for room in &rooms {
         if backend == Backend::Bbb && room.peak > BBB_ADVISED_SESSION_MAX {
             warnings.push(format!(
-                "room `{}` expects {} people in one BigBlueButton session; BigBlueButton advises at most {BBB_ADVISED_SESSION_MAX}: stream it to the rest, or split it",
+                "room `{}` expects {} people in one BigBlueButton session; BigBlueButton advises at most {BBB_ADVISED_SESSION_MAX}: stream it to the rest (audience = \"stream\"), or split it",
                 room.name, room.peak
             ));
         }

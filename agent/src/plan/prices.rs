@@ -14,6 +14,15 @@ pub struct Price {
     pub monthly_micro_eur: u64,
 }
 
+/// Outgoing traffic of one server type at one location: what a month of
+/// the server includes, and what each TB beyond costs. (Hetzner bills
+/// outgoing traffic only, per started TB.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    pub included_bytes_per_month: u64,
+    pub per_tb_micro_eur: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PriceTable {
     /// Where the prices come from ("bundled", "api").
@@ -21,6 +30,8 @@ pub struct PriceTable {
     /// When they were valid (ISO date).
     pub date: String,
     entries: BTreeMap<(String, String), Price>,
+    #[serde(skip)]
+    traffic: BTreeMap<(String, String), Traffic>,
 }
 
 /// Hetzner Cloud list prices, net of VAT, Germany and Finland.
@@ -38,6 +49,17 @@ const BUNDLED: &[(&str, u64, u64)] = &[
 ];
 pub const BUNDLED_DATE: &str = "2026-09-08";
 
+/// Traffic in Germany and Finland (network zone eu-central): 20 TB (TiB, as
+/// the API counts bytes: 21990232555520) included per month, 1.00 EUR net
+/// per TB beyond, as the official API document's /pricing example quotes
+/// them (reference/hcloud-openapi.json). Other locations include less and
+/// are not bundled: live prices (`HCLOUD_TOKEN`) give them.
+const BUNDLED_TRAFFIC_LOCATIONS: &[&str] = &["fsn1", "nbg1", "hel1"];
+const BUNDLED_TRAFFIC: Traffic = Traffic {
+    included_bytes_per_month: 21_990_232_555_520,
+    per_tb_micro_eur: 1_000_000,
+};
+
 impl PriceTable {
     pub fn bundled() -> PriceTable {
         let entries = BUNDLED
@@ -50,11 +72,37 @@ impl PriceTable {
                 (((*t).to_owned(), "*".to_owned()), price)
             })
             .collect();
+        let traffic = BUNDLED
+            .iter()
+            .flat_map(|(t, _, _)| {
+                BUNDLED_TRAFFIC_LOCATIONS
+                    .iter()
+                    .map(move |l| (((*t).to_owned(), (*l).to_owned()), BUNDLED_TRAFFIC))
+            })
+            .collect();
         PriceTable {
             source: "bundled".into(),
             date: BUNDLED_DATE.into(),
             entries,
+            traffic,
         }
+    }
+
+    /// Adds traffic terms: (server type, location, traffic).
+    pub fn with_traffic(
+        mut self,
+        traffic: impl IntoIterator<Item = (String, String, Traffic)>,
+    ) -> PriceTable {
+        self.traffic
+            .extend(traffic.into_iter().map(|(t, l, x)| ((t, l), x)));
+        self
+    }
+
+    /// The traffic terms of `server_type` at `location`, if known.
+    pub fn traffic(&self, server_type: &str, location: &str) -> Option<Traffic> {
+        self.traffic
+            .get(&(server_type.to_owned(), location.to_owned()))
+            .copied()
     }
 
     /// A table from live prices: (server type, location, price).
@@ -67,6 +115,7 @@ impl PriceTable {
             source: source.into(),
             date: date.into(),
             entries: entries.into_iter().map(|(t, l, p)| ((t, l), p)).collect(),
+            traffic: BTreeMap::new(),
         }
     }
 

@@ -21,6 +21,18 @@ pub fn json(plan: &Plan) -> Value {
             "cost_eur": eur(g.cost_micro_eur),
             "windows": g.windows,
         })).collect::<Vec<_>>(),
+        "streams": plan.streams.as_ref().map(|st| json!({
+            "bitrate_kbit": st.bitrate_kbit,
+            "viewers_per_server": st.viewers_per_server,
+            "viewers": st.viewers,
+            "bandwidth_mbit": st.bandwidth_mbit,
+            "edges": st.edges,
+            "traffic_bytes": st.traffic_bytes,
+            "included_bytes": st.included_bytes,
+            "overage_tb": st.overage_tb,
+            "traffic_eur": eur(st.traffic_micro_eur),
+            "rooms": st.rooms,
+        })),
         "total_eur": eur(plan.total_micro_eur),
         "prices": { "source": plan.price_source, "date": plan.price_date, "currency": "EUR", "vat": "excluded" },
         "warnings": plan.warnings,
@@ -59,6 +71,21 @@ pub fn table(plan: &Plan, event: &Event) -> String {
             eur_text(g.cost_micro_eur)
         );
     }
+    if let Some(st) = &plan.streams {
+        if st.traffic_micro_eur > 0 {
+            let _ = writeln!(
+                out,
+                "{:<8} {:<12} {:<9} {:>5} {:>6} {:>9} {:>10}",
+                "traffic",
+                format!("{} TB over", st.overage_tb),
+                "",
+                "",
+                "",
+                "",
+                eur_text(st.traffic_micro_eur)
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "{:<8} {:<12} {:<9} {:>5} {:>6} {:>9} {:>10}",
@@ -70,6 +97,26 @@ pub fn table(plan: &Plan, event: &Event) -> String {
         "",
         eur_text(plan.total_micro_eur)
     );
+    if let Some(st) = &plan.streams {
+        let _ = writeln!(
+            out,
+            "\nstreams: {} viewers × {} kbit/s = {} Mbit/s; {} viewers per server link; {} edge(s); {:.2} TB sent, {:.2} TB included",
+            st.viewers,
+            st.bitrate_kbit,
+            st.bandwidth_mbit,
+            st.viewers_per_server,
+            st.edges,
+            st.traffic_bytes as f64 / (1u64 << 40) as f64,
+            st.included_bytes as f64 / (1u64 << 40) as f64
+        );
+        for r in &st.rooms {
+            let _ = writeln!(
+                out,
+                "  {}: stage of {}, {} watching ({}), {:.1} h",
+                r.room, r.stage, r.viewers, r.served_by, r.hours
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\nprices: {} table of {}, EUR net of VAT",

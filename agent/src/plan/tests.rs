@@ -6,7 +6,18 @@ use proptest::prelude::*;
 use super::prices::PriceTable;
 use super::*;
 
+/// Rooms as one meeting each (`audience = "interactive"`), as these tests
+/// were written before stages and streams; see [`event_with_audience`].
 fn event_with(rooms: &[(u32, bool, &str)], attendees: u32, days: u32) -> Event {
+    let rooms: Vec<_> = rooms
+        .iter()
+        .map(|(p, w, b)| (*p, *w, *b, "audience = \"interactive\"\n"))
+        .collect();
+    event_with_audience(&rooms, attendees, days)
+}
+
+/// Rooms (peak, webcams, backend, extra TOML lines for the room).
+fn event_with_audience(rooms: &[(u32, bool, &str, &str)], attendees: u32, days: u32) -> Event {
     let mut s = format!(
         "id = \"p\"\nname = \"P\"\ntimezone = \"UTC\"\ndomain = \"p.example.org\"\nattendees = {attendees}\n"
     );
@@ -16,8 +27,8 @@ fn event_with(rooms: &[(u32, bool, &str)], attendees: u32, days: u32) -> Event {
             d + 1
         );
     }
-    for (i, (peak, webcams, backend)) in rooms.iter().enumerate() {
-        s += &format!("[[room]]\nname = \"R{i}\"\nkind = \"session\"\nbackend = \"{backend}\"\npeak = {peak}\nwebcams = {webcams}\n");
+    for (i, (peak, webcams, backend, extra)) in rooms.iter().enumerate() {
+        s += &format!("[[room]]\nname = \"R{i}\"\nkind = \"session\"\nbackend = \"{backend}\"\npeak = {peak}\nwebcams = {webcams}\n{extra}");
     }
     Event::parse(Path::new("event.toml"), &s).expect("generated event is valid")
 }
@@ -149,6 +160,124 @@ fn a_room_too_big_for_one_server_is_warned_about() {
     );
 }
 
+#[test]
+fn rooms_bigger_than_a_meeting_get_a_stage_and_stream_edges() {
+    // A hall of 800, two of 400 and 300, on BigBlueButton, one day 09:00-17:30.
+    let event = event_with_audience(
+        &[
+            (800, false, "bbb", ""),
+            (400, false, "bbb", ""),
+            (300, false, "bbb", ""),
+        ],
+        2000,
+        1,
+    );
+    let p = plan(&event, &PriceTable::bundled()).unwrap();
+    assert!(
+        !p.warnings
+            .iter()
+            .any(|w| w.contains("cannot span servers") || w.contains("advises at most")),
+        "{:?}",
+        p.warnings
+    );
+    assert_eq!(
+        p.warnings
+            .iter()
+            .filter(|w| w.contains("planned as a stage"))
+            .count(),
+        3,
+        "{:?}",
+        p.warnings
+    );
+    let s = p.streams.as_ref().expect("a stream plan");
+    // Three stages of 10 with webcams: 30 × 4 units on one BBB server.
+    assert_eq!(servers(&p, Role::Bbb), 1);
+    assert_eq!(s.viewers, 790 + 390 + 290);
+    assert_eq!(s.viewers_per_server, 280, "1 Gbit/s × 70% ÷ 2.5 Mbit/s");
+    assert_eq!(s.bandwidth_mbit, 1470 * 5 / 2);
+    assert_eq!(s.edges, 6, "1470 viewers ÷ 280 per edge, rounded up");
+    assert_eq!(servers(&p, Role::Stream), 1);
+    assert_eq!(servers(&p, Role::Edge), 6);
+    // 8.5 hours open, no schedule: every viewer for all of it.
+    let seconds = 8 * 3600 + 1800;
+    assert_eq!(s.traffic_bytes, 1470 * 2_500_000 / 8 * seconds);
+    // 10 started hours of 7 servers, each 20 TiB a month, 730 hours a month.
+    assert_eq!(s.included_bytes, 7 * (21_990_232_555_520 / 730 * 10));
+    let tb = 1u64 << 40;
+    assert_eq!(
+        s.overage_tb,
+        (s.traffic_bytes - s.included_bytes).div_ceil(tb)
+    );
+    assert_eq!(s.traffic_micro_eur, s.overage_tb * 1_000_000);
+    let servers_cost: u64 = p.servers.iter().map(|g| g.cost_micro_eur).sum();
+    assert_eq!(p.total_micro_eur, servers_cost + s.traffic_micro_eur);
+    let json = serde_json::to_value(&p).unwrap();
+    assert_eq!(json["streams"]["edges"], 6);
+    assert_eq!(json["streams"]["rooms"][0]["viewers"], 790);
+}
+
+#[test]
+fn one_origin_is_enough_for_a_small_audience_and_external_streams_cost_nothing() {
+    let small = event_with_audience(
+        &[(200, false, "bbb", "audience = \"stream\"\nstage = 5\n")],
+        300,
+        1,
+    );
+    let p = plan(&small, &PriceTable::bundled()).unwrap();
+    let s = p.streams.as_ref().unwrap();
+    assert_eq!((s.viewers, s.edges), (195, 0));
+    assert_eq!((servers(&p, Role::Stream), servers(&p, Role::Edge)), (1, 0));
+    assert!(
+        !p.warnings.iter().any(|w| w.contains("planned as a stage")),
+        "explicit, no note"
+    );
+
+    let external = event_with_audience(
+        &[(
+            900,
+            false,
+            "jitsi",
+            "stream = \"https://cdn.example.org/hall\"\naudience = \"stream\"\n",
+        )],
+        1000,
+        1,
+    );
+    let p = plan(&external, &PriceTable::bundled()).unwrap();
+    let s = p.streams.as_ref().unwrap();
+    assert_eq!((s.viewers, s.edges, s.traffic_bytes), (0, 0, 0));
+    assert_eq!(s.rooms[0].served_by, "https://cdn.example.org/hall");
+    assert_eq!((servers(&p, Role::Stream), servers(&p, Role::Edge)), (0, 0));
+}
+
+#[test]
+fn interactive_keeps_one_meeting_and_its_warning() {
+    let event = event_with_audience(
+        &[(800, false, "bbb", "audience = \"interactive\"\n")],
+        900,
+        1,
+    );
+    let p = plan(&event, &PriceTable::bundled()).unwrap();
+    assert!(p.streams.is_none());
+    assert!(
+        p.warnings.iter().any(|w| w.contains("cannot span servers")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn traffic_outside_the_bundled_locations_is_named_not_zeroed_silently() {
+    let mut event = event_with_audience(&[(800, false, "bbb", "")], 900, 1);
+    event.cloud.location = "ash".into();
+    let p = plan(&event, &PriceTable::bundled()).unwrap();
+    assert_eq!(p.streams.as_ref().unwrap().traffic_micro_eur, 0);
+    assert!(
+        p.warnings.iter().any(|w| w.contains("no traffic price")),
+        "{:?}",
+        p.warnings
+    );
+}
+
 fn arb_rooms() -> impl Strategy<Value = Vec<(u32, bool, &'static str)>> {
     prop::collection::vec(
         (
@@ -196,5 +325,23 @@ proptest! {
         }
         prop_assert_eq!(p.total_micro_eur, total);
         prop_assert_eq!(p.fleet().len() as u32, p.server_count());
+    }
+
+    #[test]
+    fn a_bigger_audience_never_means_fewer_edges_or_less_cost(
+        peaks in prop::collection::vec(11u32..3000, 1..5),
+        more in prop::collection::vec(0u32..2000, 5),
+    ) {
+        let rooms = |ps: &[u32]| -> Vec<(u32, bool, &'static str, &'static str)> {
+            ps.iter().map(|p| (*p, false, "bbb", "audience = \"stream\"\n")).collect()
+        };
+        let before = plan(&event_with_audience(&rooms(&peaks), 100, 1), &PriceTable::bundled()).unwrap();
+        let grown: Vec<u32> = peaks.iter().zip(&more).map(|(p, m)| p + m).collect();
+        let after = plan(&event_with_audience(&rooms(&grown), 100, 1), &PriceTable::bundled()).unwrap();
+        let (b, a) = (before.streams.unwrap(), after.streams.unwrap());
+        prop_assert!(a.edges >= b.edges);
+        prop_assert!(a.traffic_micro_eur >= b.traffic_micro_eur);
+        prop_assert!(after.total_micro_eur >= before.total_micro_eur);
+        prop_assert!(a.edges as u64 * a.viewers_per_server >= a.viewers || a.edges == 0);
     }
 }

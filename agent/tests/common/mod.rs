@@ -132,3 +132,60 @@ pub fn ok(out: &std::process::Output) -> String {
     );
     stdout
 }
+
+/// The event's names for a test: a zone `example.org` in the fake (the
+/// testbed event's `[dns]`), the fake's DNS server, and Debian's Pebble
+/// resolving through it. Pebble stops when this is dropped.
+pub struct Names {
+    pub dns: std::net::SocketAddr,
+    pub pebble: venue_testbed::pebble::Pebble,
+}
+
+impl Names {
+    pub fn start(fake: &FakeHandle, dir: &Path) -> Names {
+        fake.with_state(|s| {
+            s.add_zone("example.org");
+        });
+        let dns = fake.start_dns();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let pebble = rt
+            .block_on(venue_testbed::pebble::Pebble::start(
+                dns,
+                &dir.join("pebble"),
+            ))
+            .expect("pebble starts (apt-get install pebble)");
+        Names { dns, pebble }
+    }
+
+    /// What `venue` needs to talk to Pebble.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("VENUE_ACME_DIRECTORY", self.pebble.directory.clone()),
+            (
+                "VENUE_ACME_ROOT",
+                self.pebble.acme_root.display().to_string(),
+            ),
+        ]
+    }
+
+    /// What a real resolver (dig) gets for `name`/`kind` from the fake's DNS.
+    pub fn dig(&self, name: &str, kind: &str) -> Vec<String> {
+        let out = std::process::Command::new("dig")
+            .args(["+short", "+time=2", "+tries=2", "@127.0.0.1", "-p"])
+            .arg(self.dns.port().to_string())
+            .args([name, kind])
+            .output()
+            .expect("dig (apt-get install dnsutils)");
+        assert!(out.status.success(), "dig {name} {kind}: {out:?}");
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().trim_matches('"').to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+}

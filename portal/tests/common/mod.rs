@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_bbb;
+pub mod fake_jitsi;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -178,6 +179,37 @@ pub async fn login_response(
         .send()
         .await
         .unwrap()
+}
+
+/// Logs in through the form as a client behind the loopback proxy at
+/// address `from` (the portal trusts `X-Forwarded-For` from loopback).
+pub async fn login_from(
+    c: &reqwest::Client,
+    base: &str,
+    email: &str,
+    code: &str,
+    from: &str,
+) -> reqwest::Response {
+    let form = c.get(format!("{base}/login")).send().await.unwrap();
+    let pre = set_cookie(&form, "venue_login").unwrap();
+    let csrf = csrf_of(&form.text().await.unwrap());
+    c.post(format!("{base}/login"))
+        .header("cookie", pre)
+        .header("x-forwarded-for", from)
+        .form(&[("email", email), ("code", code), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Runs the portal binary with `args`; returns (success, stdout, stderr).
+pub fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Logs in and returns the session cookie (`venue_session=...`).

@@ -8,8 +8,10 @@
 //! into the fake through [`fake::ServerHook`].
 
 pub mod catalogue;
+pub mod dns;
 pub mod fake;
 pub mod netns;
+pub mod pebble;
 pub mod selector;
 pub mod spec;
 

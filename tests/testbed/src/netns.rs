@@ -185,6 +185,14 @@ impl TestHost {
             .unwrap_or(0)
     }
 
+    /// Bytes this host has sent to the machine over its link.
+    pub fn bytes_sent(&self) -> u64 {
+        std::fs::read_to_string(format!("/sys/class/net/{}/statistics/rx_bytes", self.outer))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     fn stop(&self) {
         // Everything the host started (sshd, its services) lives in its namespace.
         if let Ok(out) = Command::new("ip")

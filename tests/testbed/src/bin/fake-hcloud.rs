@@ -39,6 +39,16 @@ struct Args {
     /// Where `--hosts netns` keeps the hosts' files.
     #[arg(long)]
     hosts_dir: Option<std::path::PathBuf>,
+    /// Answer DNS queries for the fake's zones on this address (UDP and TCP).
+    #[arg(long)]
+    dns: Option<std::net::SocketAddr>,
+    /// Create a DNS zone of this name at start (repeatable).
+    #[arg(long = "zone")]
+    zones: Vec<String>,
+    /// Also start Debian's `pebble` (ACME test server) resolving through
+    /// `--dns`; prints its directory URL and root certificates.
+    #[arg(long, requires = "dns")]
+    acme: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -78,10 +88,49 @@ async fn main() -> anyhow::Result<()> {
     if let Some(hosts) = &netns {
         cfg.hook = hosts.clone();
     }
+    let fake = venue_testbed::FakeCloud::new_handle(cfg, &listener)?;
+    fake.set_fault_rate(args.fault_rate);
+    for zone in &args.zones {
+        let z = fake.with_state(|s| s.add_zone(zone));
+        if z.is_null() {
+            anyhow::bail!(
+                "fake-hcloud: --zone {zone}: not a zone name (lower case, like example.org)"
+            );
+        }
+        eprintln!("fake-hcloud: zone {zone}");
+    }
+    let mut _pebble = None;
+    if let Some(addr) = args.dns {
+        let dns = venue_testbed::dns::serve(fake.clone(), addr).await?;
+        eprintln!("fake-hcloud: DNS for its zones on {dns} (udp, tcp)");
+        if args.acme {
+            let dir =
+                std::env::temp_dir().join(format!("fake-hcloud-pebble-{}", std::process::id()));
+            let pebble = venue_testbed::pebble::Pebble::start(dns, &dir).await?;
+            eprintln!("fake-hcloud: pebble (ACME) at {}", pebble.directory);
+            eprintln!(
+                "  export VENUE_ACME_DIRECTORY={} VENUE_ACME_ROOT={}",
+                pebble.directory,
+                pebble.acme_root.display()
+            );
+            eprintln!(
+                "  certificates it issues chain to {}",
+                pebble.issuer_root.display()
+            );
+            _pebble = Some(pebble);
+        }
+    }
     let served = tokio::select! {
-        r = venue_testbed::FakeCloud::serve(cfg, listener, args.fault_rate) => r,
+        r = fake.serve(listener) => r,
         _ = shutdown() => Ok(()),
     };
+    if let Some(p) = _pebble {
+        let dir = p.log.parent().map(std::path::Path::to_path_buf);
+        drop(p);
+        if let Some(d) = dir {
+            std::fs::remove_dir_all(d).ok();
+        }
+    }
     // Test hosts go with the fake, whatever ended it.
     if let Some(hosts) = netns {
         hosts.clear();

@@ -209,6 +209,15 @@ impl FakeCloud {
         Ok(())
     }
 
+    /// A fake that is not serving yet (the `fake-hcloud` binary: it starts
+    /// the DNS server on the same state first), for [`FakeHandle::serve`].
+    pub fn new_handle(
+        cfg: FakeConfig,
+        listener: &tokio::net::TcpListener,
+    ) -> std::io::Result<FakeHandle> {
+        Ok(FakeCloud::handle(cfg, &listener.local_addr()?))
+    }
+
     fn handle(cfg: FakeConfig, addr: &SocketAddr) -> FakeHandle {
         let control = Control {
             state: State::new(cfg.action_duration, cfg.hook.clone()),
@@ -297,6 +306,11 @@ impl FakeHandle {
     }
     pub fn token(&self) -> String {
         self.shared.cfg.token.clone()
+    }
+    /// Serves the API on `listener` (made with [`FakeCloud::new_handle`]).
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+        axum::serve(listener, router(self.shared)).await?;
+        Ok(())
     }
 }
 

@@ -14,6 +14,9 @@ use super::ServerHook;
 use crate::catalogue::{self, Location};
 use crate::selector::Selector;
 
+mod zones;
+pub use zones::DnsLookup;
+
 pub type Answer = (u16, Value);
 
 pub fn error(status: u16, code: &str, message: impl Into<String>) -> Answer {
@@ -58,6 +61,9 @@ pub struct State {
     ssh_keys: BTreeMap<u64, Value>,
     firewalls: BTreeMap<u64, Value>,
     primary_ips: BTreeMap<u64, Value>,
+    /// DNS zones by id, and their record sets by (zone id, name, type).
+    zones: BTreeMap<u64, Value>,
+    rrsets: BTreeMap<(u64, String, String), Value>,
     /// How long an action runs before it succeeds.
     pub action_duration: Duration,
     /// The next this many actions end in an error.
@@ -169,6 +175,8 @@ impl State {
             ssh_keys: BTreeMap::new(),
             firewalls: BTreeMap::new(),
             primary_ips: BTreeMap::new(),
+            zones: BTreeMap::new(),
+            rrsets: BTreeMap::new(),
             action_duration,
             failing_actions: 0,
             ignore_label_selectors: false,
@@ -491,6 +499,7 @@ impl State {
                 self.primary_ips.remove(&pid);
                 (204, Value::Null)
             }
+            (_, ["zones", ..]) => self.answer_zones(method, &seg, query, body),
             _ => error(404, "not_found", format!("no route for {method} /v1{path}")),
         }
     }

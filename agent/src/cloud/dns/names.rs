@@ -1,0 +1,154 @@
+//! Which names a venue has, and the records they get: every host at
+//! `<host>.<domain>` (as the NixOS hosts call themselves, nix/lib.nix's
+//! publicName), and the portal also at the event's domain itself. Jitsi,
+//! each BigBlueButton server and TURN are served at their host's name, so
+//! the host names are the names the roles serve.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::commands::fleet::Fleet;
+
+/// One record set venue wants: `rel` relative to the zone (`@`: its apex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Wanted {
+    pub rel: String,
+    pub fqdn: String,
+    pub kind: &'static str,
+    pub values: Vec<String>,
+}
+
+/// `fqdn` relative to `zone` (`@` for the apex), None when outside it.
+pub fn relative(zone: &str, fqdn: &str) -> Option<String> {
+    let fqdn = fqdn.trim_end_matches('.').to_ascii_lowercase();
+    if fqdn == zone {
+        Some("@".into())
+    } else {
+        fqdn.strip_suffix(&format!(".{zone}")).map(str::to_owned)
+    }
+}
+
+/// Whether `fqdn` is the event's domain or a name below it: the only names
+/// venue ever writes (and so the only ones `down` deletes).
+pub fn in_domain(domain: &str, fqdn: &str) -> bool {
+    let fqdn = fqdn.trim_end_matches('.').to_ascii_lowercase();
+    fqdn == domain || fqdn.ends_with(&format!(".{domain}"))
+}
+
+/// The names of hosts `(name, role)`: each host's, and the domain for a portal.
+pub fn names<'a>(domain: &str, hosts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for (name, role) in hosts {
+        out.insert(format!("{name}.{domain}").to_ascii_lowercase());
+        if role == "portal" {
+            out.insert(domain.to_ascii_lowercase());
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The A and AAAA record sets for a fleet, in `zone`. Names outside the zone
+/// (impossible while the domain is in it, which event.toml checks) are skipped.
+pub fn wanted(zone: &str, fleet: &Fleet) -> Vec<Wanted> {
+    let mut sets: BTreeMap<(String, &'static str), BTreeSet<String>> = BTreeMap::new();
+    for s in &fleet.servers {
+        for fqdn in names(&fleet.domain, [(s.name.as_str(), s.role.as_str())]) {
+            for (kind, addr) in [("A", &s.ipv4), ("AAAA", &s.ipv6)] {
+                if let Some(a) = addr {
+                    sets.entry((fqdn.clone(), kind))
+                        .or_default()
+                        .insert(a.clone());
+                }
+            }
+        }
+    }
+    sets.into_iter()
+        .filter_map(|((fqdn, kind), values)| {
+            relative(zone, &fqdn).map(|rel| Wanted {
+                rel,
+                fqdn,
+                kind,
+                values: values.into_iter().collect(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::fleet::FleetServer;
+
+    fn server(name: &str, role: &str, v4: &str, v6: Option<&str>) -> FleetServer {
+        FleetServer {
+            name: name.into(),
+            role: role.into(),
+            server_type: "cx23".into(),
+            location: "fsn1".into(),
+            ipv4: Some(v4.into()),
+            ipv6: v6.map(str::to_owned),
+            is_static: false,
+            configuration: None,
+        }
+    }
+
+    #[test]
+    fn every_host_by_name_and_the_portal_at_the_domain() {
+        let fleet = Fleet {
+            event: "ev".into(),
+            domain: "ev.example.org".into(),
+            acme_email: None,
+            tls: true,
+            servers: vec![
+                server("ev-portal-1", "portal", "192.0.2.1", Some("2001:db8::1")),
+                server("ev-bbb-1", "bbb", "192.0.2.2", None),
+                server("coop", "jitsi", "192.0.2.3", None),
+                server("coop", "coturn", "192.0.2.3", None),
+            ],
+        };
+        let w = wanted("example.org", &fleet);
+        let got: Vec<(&str, &str, Vec<&str>)> = w
+            .iter()
+            .map(|w| {
+                (
+                    w.rel.as_str(),
+                    w.kind,
+                    w.values.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("coop.ev", "A", vec!["192.0.2.3"]),
+                ("ev-bbb-1.ev", "A", vec!["192.0.2.2"]),
+                ("ev-portal-1.ev", "A", vec!["192.0.2.1"]),
+                ("ev-portal-1.ev", "AAAA", vec!["2001:db8::1"]),
+                ("ev", "A", vec!["192.0.2.1"]),
+                ("ev", "AAAA", vec!["2001:db8::1"]),
+            ]
+        );
+        // The domain at the zone's apex.
+        let apex: Vec<Wanted> = wanted("ev.example.org", &fleet)
+            .into_iter()
+            .filter(|w| w.fqdn == "ev.example.org")
+            .collect();
+        assert_eq!(apex.len(), 2);
+        assert!(apex.iter().all(|w| w.rel == "@"));
+    }
+
+    #[test]
+    fn names_outside_the_domain_are_not_ours() {
+        assert!(in_domain("ev.example.org", "ev.example.org."));
+        assert!(in_domain(
+            "ev.example.org",
+            "_acme-challenge.ev.example.org"
+        ));
+        assert!(!in_domain("ev.example.org", "www.example.org"));
+        assert!(!in_domain("ev.example.org", "xev.example.org"));
+        assert_eq!(relative("example.org", "a.example.org"), Some("a".into()));
+        assert_eq!(relative("example.org", "example.org"), Some("@".into()));
+        assert_eq!(relative("example.org", "example.com"), None);
+    }
+}
