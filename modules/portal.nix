@@ -42,6 +42,8 @@ let
     } // lib.optionalAttrs (cfg.jitsi.roomSizeUrl != null) {
       room_size_url = cfg.jitsi.roomSizeUrl;
     };
+  } // lib.optionalAttrs (cfg.streamUrls != [ ]) {
+    stream.urls = cfg.streamUrls;
   } // lib.optionalAttrs (venue.turn.host != null) {
     turn = {
       uris = [
@@ -114,6 +116,17 @@ in
       type = str;
       default = "127.0.0.1:8087";
       description = "Local address the portal listens on; nginx proxies to it.";
+    };
+
+    streamUrls = lib.mkOption {
+      type = listOf str;
+      default = [ ];
+      example = [ "https://lpc-2020-edge-1.lpc.example.org/hls" ];
+      description = ''
+        HLS base URLs of the venue's stream edges (or its origin): a streamed
+        room's Watch page plays `<url>/<room slug>.m3u8`, each ticket always
+        from the same one.
+      '';
     };
 
     pollIntervalSeconds = lib.mkOption {

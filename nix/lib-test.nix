@@ -88,6 +88,7 @@ let
     (check ((venue "lpc-2020-jvb-1").jvb.nickname == "lpc-2020-jvb-1") "jvb nickname")
     (check ((venue "lpc-2020-coturn-1").coturn.hostName == "lpc-2020-coturn-1.lpc.example.org") "coturn name")
     (check (portal.hostName == "lpc.example.org" && portal.serverAliases == [ "lpc-2020-portal-1.lpc.example.org" ]) "the portal at the event's name")
+    (check (portal.streamUrls == [ "https://lpc-2020-edge-1.lpc.example.org/hls" ]) "the audience plays the streams from the edges")
     (check (map (b: b.url) portal.bbbServers == [ "https://lpc-2020-bbb-1.lpc.example.org/bigbluebutton/api" "https://lpc-2020-bbb-2.lpc.example.org/bigbluebutton/api" ]) "portal bbb servers")
     (check (portal.jitsi.domain == "lpc-2020-jitsi-1.lpc.example.org") "portal jitsi domain")
     (check (portal.jitsi.roomSizeUrl == "https://lpc-2020-jitsi-1.lpc.example.org/room-size") "portal reads room sizes from the Jitsi host")

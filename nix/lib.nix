@@ -75,6 +75,8 @@ in
 
       jitsiMain = firstWithRole "jitsi";
       streamOrigin = firstWithRole "stream";
+      # Where the audience plays the streams: the edges, else the origin.
+      streamServers = if withRole "edge" != [ ] then withRole "edge" else withRole "stream";
       # Where the stages are captured: they push RTMP to the origin.
       stageHosts = filter (s: elem s.role [ "bbb" "jitsi" "jvb" ]) servers;
       coturn = firstWithRole "coturn";
@@ -152,6 +154,7 @@ in
             # Attendees find the portal at the event's own name.
             hostName = fleet.domain;
             serverAliases = [ (publicName s) ];
+            streamUrls = map (e: "https://${publicName e}/hls") streamServers;
             bbbServers = map
               (b: {
                 inherit (b) name;

@@ -87,6 +87,32 @@ pub enum Backend {
     Jitsi,
 }
 
+impl Backend {
+    /// The most people one meeting holds: BigBlueButton advises at most 100
+    /// per session (BBB FAQ); a Jitsi meeting lives on one videobridge, 120
+    /// webcam participants on the servers venue rents (5% of a core each at
+    /// 75% of 8 cores). Above it, a room is a stage and a stream unless its
+    /// `audience` says otherwise.
+    pub const fn meeting_limit(self) -> u32 {
+        match self {
+            Backend::Bbb => 100,
+            Backend::Jitsi => 120,
+        }
+    }
+}
+
+impl Room {
+    /// Whether the room's audience watches a stream of its stage: as
+    /// event.toml says, else above what one meeting holds.
+    pub fn streamed(&self) -> bool {
+        match self.audience {
+            Some(Audience::Stream) => true,
+            Some(Audience::Interactive) => false,
+            None => self.peak > self.backend.meeting_limit(),
+        }
+    }
+}
+
 /// What happens to media servers between event days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -10,7 +10,8 @@ use axum::Router;
 
 use crate::auth::User;
 use crate::pages::{
-    calendar, join, login, settings, staff, status, timetable, turn, vote, vote_results, welcome,
+    calendar, join, login, settings, staff, status, timetable, turn, vote, vote_results, watch,
+    welcome,
 };
 use crate::state::AppState;
 use crate::views;
@@ -30,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/settings", get(settings::settings).post(settings::save))
         .route("/settings/feed", post(settings::regenerate_feed))
         .route("/rooms/{slug}/join", post(join::join))
+        .route("/rooms/{slug}/watch", get(watch::watch))
         .route("/vote", get(vote::show).post(vote::cast))
         .route("/staff", get(staff::staff))
         .route("/staff/tickets/revoke", post(staff::revoke))
@@ -57,10 +59,13 @@ async fn security_headers(mut resp: Response) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self' https: http:; frame-ancestors 'none'"),
-    );
+    // A page that plays media (watch) sets its own, as strict but for its stream.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self' https: http:; frame-ancestors 'none'"),
+        );
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

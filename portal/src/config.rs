@@ -27,6 +27,15 @@ struct ConfigFile {
     bbb: Vec<BbbFile>,
     jitsi: Option<JitsiFile>,
     turn: Option<TurnFile>,
+    stream: Option<StreamFile>,
+}
+
+/// Where streamed rooms are watched: the HLS base URLs of the venue's
+/// stream edges (or its origin), `<url>/<room slug>.m3u8`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamFile {
+    urls: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +140,8 @@ pub struct Config {
     pub bbb: Vec<BbbServer>,
     pub jitsi: Option<Jitsi>,
     pub turn: Option<Turn>,
+    /// HLS base URLs of the streams (edges, or the origin); empty: none.
+    pub stream_urls: Vec<String>,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -246,6 +257,14 @@ impl Config {
             bbb,
             jitsi,
             turn,
+            stream_urls: match raw.stream {
+                None => Vec::new(),
+                Some(st) => st
+                    .urls
+                    .iter()
+                    .map(|u| http_url("[stream] urls", u))
+                    .collect::<Result<_>>()?,
+            },
         })
     }
 }

@@ -484,3 +484,220 @@ async fn chromium_talk_vote_end_to_end() {
         0
     );
 }
+
+/// A stage pushed as RTMP to a real nginx-rtmp origin (Debian's
+/// libnginx-mod-rtmp, as modules/stream.nix runs it) by ffmpeg's test
+/// pattern: the HLS the portal's Watch page plays. Stopped on drop.
+struct Origin {
+    dir: std::path::PathBuf,
+    ffmpeg: Child,
+    http: u16,
+}
+
+impl Origin {
+    fn start(dir: &std::path::Path) -> Origin {
+        let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+        need(module, "libnginx-mod-rtmp");
+        need("/usr/bin/ffmpeg", "ffmpeg");
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (rtmp, http) = (free(), free());
+        let dir = dir.join("origin");
+        std::fs::create_dir_all(dir.join("hls")).unwrap();
+        // Debian's nginx workers run as www-data: they write the segments.
+        for d in [dir.parent().unwrap(), &dir] {
+            let _ = Command::new("chmod").arg("0755").arg(d).status();
+        }
+        let _ = Command::new("chown")
+            .args(["www-data"])
+            .arg(dir.join("hls"))
+            .status();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "load_module {module};\npid {d}/nginx.pid;\nerror_log {d}/error.log;\ndaemon on;\nevents {{}}\n\
+                 rtmp {{ server {{ listen 127.0.0.1:{rtmp}; application live {{ live on; record off; \
+                 allow publish 127.0.0.1; deny publish all; deny play all; \
+                 hls on; hls_path {d}/hls; hls_fragment 1s; hls_playlist_length 10s; }} }} }}\n\
+                 http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; \
+                 uwsgi_temp_path {d}; scgi_temp_path {d}; server {{ listen 127.0.0.1:{http}; \
+                 location /hls/ {{ alias {d}/hls/; types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }} }} }} }}\n"
+            ),
+        )
+        .unwrap();
+        let ok = Command::new("nginx")
+            .args(["-c", &format!("{d}/nginx.conf"), "-p", &d.to_string()])
+            .status()
+            .expect("run nginx");
+        assert!(ok.success(), "the origin's nginx did not start");
+        let ffmpeg = Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=640x360:rate=25",
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ])
+            .args(["-g", "25", "-c:a", "aac", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{rtmp}/live/main-track"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg");
+        let playlist = dir.join("hls/main-track.m3u8");
+        for _ in 0..200 {
+            if std::fs::read_to_string(&playlist).is_ok_and(|p| p.matches(".ts").count() >= 2) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(playlist.exists(), "the origin made no playlist");
+        Origin { dir, ffmpeg, http }
+    }
+
+    fn hls(&self) -> String {
+        format!("http://127.0.0.1:{}/hls", self.http)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.ffmpeg.kill();
+        let _ = self.ffmpeg.wait();
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nginx.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_room_is_watched_and_its_stage_joined_by_its_speaker() {
+    need("/usr/bin/chromium", "chromium");
+    need("/usr/bin/chromedriver", "chromium-driver");
+    let dir = TempDir::new("watch");
+    let fake = FakeBbb::start("watch-secret", &[Checksum::Sha256]).await;
+    let event = write_live_event(dir.path());
+    // The main track is a stage and a stream (Ada speaks there now).
+    let text = std::fs::read_to_string(&event).unwrap();
+    let streamed = text.replacen(
+        "peak = 80\nwebcams = false\n",
+        "peak = 80\nwebcams = false\naudience = \"stream\"\n",
+        1,
+    );
+    assert_ne!(text, streamed);
+    std::fs::write(&event, streamed).unwrap();
+    let origin = Origin::start(dir.path());
+    let config = write_config(
+        dir.path(),
+        0.5,
+        &[("bbb-a", &fake.url(), "watch-secret", "sha256")],
+        &format!("[stream]\nurls = [\"{}\"]\n", origin.hls()),
+    );
+    let state = dir.path().join("state");
+    import_tickets(&state, TICKETS);
+    let p = Portal::start(&event, &state, Some(&config));
+    let d = Driver::start(&dir.path().join("profile")).await;
+
+    // An attendee: Watch, no Join, on the welcome page and the timetable.
+    log_in(&d, &p.url, "bob@example.org", "bob-ticket-0002", "/").await;
+    for page in ["/", "/timetable"] {
+        d.go(&format!("{}{page}", p.url)).await;
+        let watch = d
+            .script(
+                "return document.querySelectorAll(\"a[href='/rooms/main-track/watch']\").length",
+            )
+            .await;
+        assert!(watch.as_u64().unwrap() >= 1, "{page}: no Watch link");
+        let join = d
+            .script("return document.querySelectorAll(\"form[action='/rooms/main-track/join']\").length")
+            .await;
+        assert_eq!(join, 0, "{page}: an attendee gets no Join on a stage");
+        assert_eq!(
+            d.script("return document.scripts.length").await,
+            0,
+            "{page} carries a script"
+        );
+    }
+    d.click("a[href='/rooms/main-track/watch']").await;
+    d.wait_url(&format!("{}/rooms/main-track/watch", p.url))
+        .await;
+    assert_eq!(
+        d.script("return document.scripts.length").await,
+        0,
+        "the Watch page carries no script"
+    );
+    let src = d
+        .script("return document.getElementById('stream').src")
+        .await;
+    assert_eq!(src, format!("{}/main-track.m3u8", origin.hls()));
+    // The browser plays it: the video's time advances.
+    let mut played = 0.0;
+    for _ in 0..150 {
+        played = d
+            .script("return document.getElementById('stream').currentTime")
+            .await
+            .as_f64()
+            .unwrap_or(0.0);
+        if played > 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        played > 2.0,
+        "the stream did not play ({played} s)\n{}",
+        p.log()
+    );
+    d.screenshot("watch").await;
+    let text = body_text(&d).await;
+    assert!(
+        text.contains("Live <b>kernel</b> talk"),
+        "the room's schedule: {text}"
+    );
+    assert!(text.contains("Chat"), "{text}");
+    assert!(!text.contains("Join the stage"), "{text}");
+    log_out(&d, &p.url).await;
+
+    // Its speaker: the stage's Join on the Watch page, into the meeting as moderator.
+    log_in(
+        &d,
+        &p.url,
+        "ada@example.org",
+        "ada-ticket-0001",
+        "/rooms/main-track/watch",
+    )
+    .await;
+    d.click("form[action='/rooms/main-track/join'] button")
+        .await;
+    d.wait_url(&format!(
+        "http://{}/html5client/join?sessionToken=",
+        fake.addr
+    ))
+    .await;
+    let joined = d
+        .script("var e = document.getElementById('joined'); return e ? e.innerText : document.body.innerText")
+        .await;
+    assert_eq!(
+        joined.as_str().unwrap(),
+        "Joined live-main-track as MODERATOR (Ada Lovelace)"
+    );
+}

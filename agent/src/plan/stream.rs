@@ -6,7 +6,7 @@
 //! streamed hour against what the servers include.
 
 use anyhow::{anyhow, Result};
-use conference::{Audience, Event, Room};
+use conference::{Event, Room};
 use serde::Serialize;
 
 use super::cost_model::*;
@@ -29,11 +29,8 @@ pub fn staged(event: &Event) -> Staged {
     let mut notes = Vec::new();
     for room in &event.rooms {
         let limit = meeting_limit(room.backend);
-        let (stream, automatic) = match room.audience {
-            Some(Audience::Stream) => (true, false),
-            Some(Audience::Interactive) => (false, false),
-            None => (room.peak > limit, room.peak > limit),
-        };
+        let stream = room.streamed();
+        let automatic = stream && room.audience.is_none();
         if !stream {
             rooms.push(room.clone());
             continue;

@@ -47,6 +47,11 @@ pub async fn join(
             _ => auth::forbidden("This room is not open to you."),
         };
     };
+    // A streamed room's meeting is its stage: its audience watches.
+    if room.streamed() && !moderator {
+        return axum::response::Redirect::to(&format!("/rooms/{}/watch", room.slug))
+            .into_response();
+    }
     let ticket = &user.ticket;
     let name = ticket.display_name();
     match room.backend {

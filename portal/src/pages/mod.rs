@@ -11,6 +11,7 @@ pub mod timetable;
 pub mod turn;
 pub mod vote;
 pub mod vote_results;
+pub mod watch;
 pub mod welcome;
 
 use axum::http::StatusCode;

@@ -15,17 +15,35 @@ use crate::rooms::{access, kind_name, people};
 use crate::state::AppState;
 use crate::views::{page, post_button, times};
 
+/// Join for a room one meets in; for a streamed room, Watch, and Join (its
+/// stage) only for staff and the session's speakers.
 pub fn join_button(state: &AppState, user: &User, room: &Room, now: DateTime<Utc>) -> Markup {
-    if access(state, &user.ticket, room, now).is_some() {
+    let join = || {
         post_button(
             &format!("/rooms/{}/join", room.slug),
             &user.csrf,
             "Join",
             None,
         )
-    } else {
-        html! {}
+    };
+    match access(state, &user.ticket, room, now) {
+        None => html! {},
+        Some(_) if !room.streamed() => join(),
+        Some(on_stage) => html! {
+            a.button href=(format!("/rooms/{}/watch", room.slug)) { "Watch" }
+            @if on_stage { " " (join()) }
+        },
     }
+}
+
+/// The stage's Join alone (the Watch page's, for those on the stage).
+pub fn stage_button(user: &User, room: &Room) -> Markup {
+    post_button(
+        &format!("/rooms/{}/join", room.slug),
+        &user.csrf,
+        "Join the stage",
+        None,
+    )
 }
 
 pub fn rooms_table(
