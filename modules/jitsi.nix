@@ -23,6 +23,8 @@
 #   bridge's private HTTP server, which stays on loopback; nginx passes it on
 #   to the portal's addresses only, as it does prosody's /room-size
 #   (mod_muc_size from jitsi-meet-prosody, on the main virtual host).
+#   (Read in the newest stored copy, search index file 559257253; the one
+#   at 1597341de966 still has the old `apis` list.)
 # - jitsi-meet-prosody's token/util.lib.lua: verify_room lets a session
 #   without a token (an anonymous one) through, "jicofo is verifying
 #   creation domain", which it does not without authentication. Hence no
@@ -49,6 +51,7 @@ let
   # The videobridge's private HTTP server (jvb reference.conf: 127.0.0.1:8080).
   colibriPrivatePort = 8080;
   allowOnly = addresses: lib.concatMapStrings (a: "allow ${a};\n") addresses + "deny all;\n";
+  statsFrom = [ "127.0.0.1" "::1" ] ++ lib.optional (cfg.publicAddress != null) cfg.publicAddress ++ cfg.statsFrom;
 in
 {
   imports = [ ./common.nix ];
@@ -135,12 +138,14 @@ in
 
     statsFrom = lib.mkOption {
       type = listOf str;
-      default = [ "127.0.0.1" "::1" ];
+      default = [ ];
       example = [ "203.0.113.2" ];
       description = ''
         Addresses that may read how many people are in each room
         (`/room-size`, prosody's mod_muc_size) and the bridge's load
-        (`/colibri/stats`): the portal's. Everyone else gets 403.
+        (`/colibri/stats`): the portal's. This host itself always may (a
+        portal beside it reaches its public name through its own public
+        address); everyone else gets 403.
       '';
     };
 
@@ -194,11 +199,11 @@ in
           # For the portal's room and bridge status, and for nobody else.
           "= /room-size" = {
             proxyPass = "http://127.0.0.1:5280/room-size";
-            extraConfig = allowOnly cfg.statsFrom;
+            extraConfig = allowOnly statsFrom;
           };
           "= /colibri/stats" = {
             proxyPass = "http://127.0.0.1:${toString colibriPrivatePort}/colibri/stats";
-            extraConfig = allowOnly cfg.statsFrom;
+            extraConfig = allowOnly statsFrom;
           };
         };
       };

@@ -69,8 +69,8 @@ in
 
     statsFrom = lib.mkOption {
       type = listOf str;
-      default = [ "127.0.0.1" "::1" ];
-      description = "Addresses that may read the bridge's load (`/colibri/stats`): the portal's.";
+      default = [ ];
+      description = "Addresses that may read the bridge's load (`/colibri/stats`): the portal's (and this host's own, always).";
     };
 
     colibriPort = lib.mkOption {
@@ -128,7 +128,9 @@ in
         # The portal's bridge status, and nobody else's.
         locations."= /colibri/stats" = {
           proxyPass = "http://127.0.0.1:8080/colibri/stats";
-          extraConfig = lib.concatMapStrings (a: "allow ${a};\n") cfg.statsFrom + "deny all;\n";
+          extraConfig = lib.concatMapStrings (a: "allow ${a};\n")
+            ([ "127.0.0.1" "::1" ] ++ lib.optional (cfg.publicAddress != null) cfg.publicAddress ++ cfg.statsFrom)
+          + "deny all;\n";
         };
       };
 

@@ -17,7 +17,11 @@
 #   `additionalModules`, `proxyCachePath.<name>` (/var/cache/nginx/<name>,
 #   the unit's CacheDirectory), RuntimeDirectory /run/nginx (0750, owned by
 #   the nginx user the whole unit runs as, writable under ProtectSystem=strict).
-# - pkgs' nginxModules.rtmp (arut/nginx-rtmp-module v1.2.2).
+# - nixos/modules/services/web-servers/nginx/location-options.nix @
+#   e0741f86b986: per-location `recommendedProxySettings` (default: the
+#   global one), `alias` (`nullOr path`, a string is used in place).
+# - pkgs' nginxModules.rtmp (arut/nginx-rtmp-module v1.2.2; the newest
+#   stored package file, found by its source's `repo = "nginx-rtmp-module"`).
 { config, lib, pkgs, ... }:
 
 let

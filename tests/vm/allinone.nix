@@ -85,6 +85,14 @@ pkgs.testers.runNixOSTest {
               assert status(f"/healthz/{role}") == "200", role
           assert status("/healthz/bbb") == "502"
 
+      with subtest("room sizes and bridge load: for the portal beside them, not for everyone"):
+          for path in ["/room-size?room=x&domain=meet", "/colibri/stats"]:
+              url = f"https://meet{path}"
+              fetch = f"curl -sk -o /dev/null -w '%{{http_code}}' --resolve meet:443:${ip} '{url}'"
+              assert client.succeed(fetch) == "403", path
+              # From the host's own public address, as the portal's requests come.
+              assert allinone.succeed(fetch) != "403", path
+
       with subtest("all certificates share the ACME webroot's group"):
           # TURN's certificate used to chgrp it to turnserver, locking nginx
           # out of the HTTP-01 challenge.

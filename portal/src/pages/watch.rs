@@ -55,9 +55,9 @@ pub async fn watch(
     if !room.streamed() {
         return super::not_found("This room is not streamed: join it from the welcome page.");
     }
-    if access(&state, &user.ticket, room, now).is_none() {
+    let Some(on_stage) = access(&state, &user.ticket, room, now) else {
         return auth::forbidden("This room is not open to you now.");
-    }
+    };
     let Some(url) = playlist(&state, room, user.ticket.id) else {
         return super::unavailable(
             "Not configured",
@@ -89,7 +89,7 @@ pub async fn watch(
             } @else {
                 p { a href=(url) { "Watch the stream" } }
             }
-            @if access(&state, &user.ticket, room, now) == Some(true) {
+            @if on_stage {
                 p { "You are on the stage: " (stage_button(&user, room)) }
             }
             h2 { "In this room" }
