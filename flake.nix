@@ -117,7 +117,12 @@
         {
           # With disko's module, so that hetzner.nix's disk layout yields
           # each rented host's partitioning script.
-          default = { imports = [ (withPortalPackage ./modules) disko.nixosModules.disko ]; };
+          default = { lib, pkgs, ... }: {
+            imports = [ (withPortalPackage ./modules) disko.nixosModules.disko ];
+            # The capture controller is venue-portal's `capture` command.
+            services.venue.capture.package =
+              lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.venue-portal;
+          };
           portal = withPortalPackage ./modules/portal.nix;
           jitsi = ./modules/jitsi.nix;
           jvb = ./modules/jvb.nix;
@@ -169,6 +174,13 @@
           vm-portal = import ./tests/vm/portal.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
           vm-allinone = import ./tests/vm/allinone.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
           vm-stream = import ./tests/vm/stream.nix { pkgs = testPkgs; inherit venueModules; };
+          vm-capture = import ./tests/vm/capture.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
+          vm-install = import ./tests/vm/install.nix {
+            pkgs = testPkgs;
+            inherit venueModules;
+            inherit (self.packages.${system}) venue;
+            kexecInstaller = self.packages.${system}.kexec-installer;
+          };
 
         };
     };

@@ -9,6 +9,7 @@
     ./bbb.nix
     ./coturn.nix
     ./stream.nix
+    ./capture.nix
     ./portal.nix
     ./hetzner.nix
     ./vpsadminos.nix

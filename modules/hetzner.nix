@@ -1,8 +1,34 @@
 # Guest profile for Hetzner Cloud servers: virtio disk and network, QEMU
 # guest agent, serial console, DHCPv4 plus the server's IPv6 address (the
-# Hetzner API assigns a /64 but DHCP does not hand it out), and SSH host
-# keys from the path cloud-init writes them to, so that the key the agent
-# injected through user_data, and pinned, survives the switch to NixOS.
+# Hetzner API assigns a /64 but DHCP does not hand it out), and the SSH host
+# key the agent pinned.
+#
+# The host key: the agent puts the server's key in its user_data (a
+# cloud-config `ssh_keys.ed25519_private` block, agent/src/commands/keys.rs)
+# and pins the public half. The installer copies it to /mnt/etc/ssh; on
+# every boot `venue-host-key.service`, ordered before sshd-keygen and sshd,
+# reads user_data from the metadata service and installs that key (and
+# root's authorized keys from the metadata's `public-keys`) when they differ.
+# That is what keeps pinning true for servers booted from a venue snapshot,
+# whose disk carries the key of the server the image was built on. No
+# cloud-init: this one unit is all venue needs from it, and the root file
+# system grows with nixpkgs' growpart and systemd-growfs instead.
+# The metadata service answers anyone on the host without a token, user_data
+# included: the firewall lets only root (and no forwarded container traffic)
+# reach it.
+#
+# Read against nixpkgs (nixos-26.05 line, the newest copies the search index
+# holds):
+# - nixos/modules/services/networking/ssh/sshd.nix (the revision with
+#   `generateHostKeys`, index id 61933264874): `sshd-keygen.service` makes a
+#   missing key (ConditionFileNotEmpty), sshd is `after` it and `wants` it,
+#   Type=notify-reload; `hostKeys` default also makes an RSA key.
+# - nixos/modules/system/boot/grow-partition.nix (stage-2 revision, index id
+#   303753244): `growpart.service` before `systemd-growfs-root.service`;
+#   `autoResize` on "/" adds x-systemd.growfs.
+# - Hetzner's metadata service: /hetzner/v1/userdata and
+#   /hetzner/v1/metadata (YAML with `public-keys`), as cloud-init's Hetzner
+#   datasource reads them.
 #
 # The disk layout is declared here once, in disko's format
 # (`services.venue.hetzner.diskLayout`): the installer partitions with it,
@@ -19,10 +45,63 @@
 # (by partition label), which would clash with the ones below.
 # Read against nix-community/disko module.nix (enableConfig, system.build
 # from `devices._scripts`: diskoScript), pinned in flake.lock at ff8702b4.
-{ config, lib, options, ... }:
+{ config, lib, options, pkgs, ... }:
 
 let
   cfg = config.services.venue.hetzner;
+  metadata = "169.254.169.254";
+
+  # Takes the host key from user_data and root's keys from the metadata.
+  # Fails (and sshd starts with the key on disk, which the agent then
+  # refuses) rather than generating a key nobody pinned.
+  hostKeyScript = pkgs.writeShellApplication {
+    name = "venue-host-key";
+    runtimeInputs = with pkgs; [ coreutils curl gawk gnugrep openssh diffutils ];
+    text = ''
+      umask 077
+      base=http://${metadata}/hetzner/v1
+      key=${lib.escapeShellArg cfg.hostKeyPath}
+      work=$(mktemp -d /run/venue-host-key.XXXXXX)
+      trap 'rm -rf "$work"' EXIT
+
+      fetch() {
+        for _ in $(seq 1 30); do
+          if curl -fsS --max-time 5 "$base/$1" -o "$2"; then return 0; fi
+          sleep 2
+        done
+        echo "metadata service: no answer for /hetzner/v1/$1" >&2
+        return 1
+      }
+
+      fetch userdata "$work/userdata"
+      # The block below `ed25519_private: |`, de-indented (keys.rs writes it).
+      awk '/^ +ed25519_private: \|/ { on = 1; match($0, /^ */); ind = RLENGTH; next }
+           on { match($0, /^ */); if (RLENGTH <= ind || $0 ~ /^ *$/) exit; sub(/^ +/, ""); print }' \
+        "$work/userdata" > "$work/key"
+      if ! grep -q -- '-----BEGIN OPENSSH PRIVATE KEY-----' "$work/key"; then
+        echo "user_data has no ssh_keys.ed25519_private block: keeping the host key on disk" >&2
+        exit 1
+      fi
+      ssh-keygen -y -f "$work/key" > "$work/key.pub"
+      if ! cmp -s "$work/key" "$key"; then
+        install -D -m 0600 "$work/key" "$key"
+        install -m 0644 "$work/key.pub" "$key.pub"
+        echo "host key from user_data installed: $(ssh-keygen -lf "$key.pub")"
+      fi
+
+      # Root's keys: the ssh_keys the server was created with, which for a
+      # snapshot boot are this event's, not those of the image build.
+      fetch metadata "$work/metadata"
+      awk '/^public-keys:/ { on = 1; next } on && /^[^ -]/ { exit }
+           on && /^ *- / { sub(/^ *- */, ""); gsub(/^["\x27]|["\x27]$/, ""); print }' \
+        "$work/metadata" > "$work/authorized_keys"
+      if [ -s "$work/authorized_keys" ] && ! cmp -s "$work/authorized_keys" /root/.ssh/authorized_keys; then
+        install -d -m 0700 /root/.ssh
+        install -m 0600 "$work/authorized_keys" /root/.ssh/authorized_keys
+        echo "root's authorized keys from the metadata: $(wc -l < "$work/authorized_keys")"
+      fi
+    '';
+  };
 in
 {
   options.services.venue.hetzner = with lib.types; {
@@ -92,7 +171,7 @@ in
     hostKeyPath = lib.mkOption {
       type = str;
       default = "/etc/ssh/ssh_host_ed25519_key";
-      description = "Ed25519 host key, as written by cloud-init from the user_data the agent sent.";
+      description = "Ed25519 host key: the one the agent pinned, from the server's user_data.";
     };
   };
 
@@ -143,15 +222,35 @@ in
         inherit (cfg) interface;
       };
 
-      # cloud-init only for what NixOS does not do: the injected host key and
-      # root's authorized key. Its "ssh" module runs here in the init stage,
-      # which nixpkgs orders before sshd, so sshd never generates its own key.
-      services.cloud-init = {
-        enable = true;
-        network.enable = false;
-        settings.cloud_init_modules = [ "migrator" "seed_random" "bootcmd" "write-files" "growpart" "resizefs" "ssh" "users-groups" ];
-        settings.cloud_config_modules = [ "disk_setup" "mounts" "runcmd" ];
+      systemd.services.venue-host-key = {
+        description = "SSH host key and root's keys from the server's user_data";
+        wantedBy = [ "sshd.service" "multi-user.target" ];
+        before = [ "sshd.service" "sshd-keygen.service" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" ];
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = lib.getExe hostKeyScript;
+        };
       };
+
+      # A snapshot from a small server boots on a bigger disk.
+      boot.growPartition = true;
+      fileSystems."/".autoResize = true;
+
+      # user_data holds the private host key and the metadata service asks
+      # for no token: only root on the host itself may ask it.
+      networking.firewall.extraCommands = ''
+        iptables -w -D OUTPUT -d ${metadata} -m owner ! --uid-owner 0 -j REJECT 2>/dev/null || true
+        iptables -w -I OUTPUT -d ${metadata} -m owner ! --uid-owner 0 -j REJECT
+        iptables -w -D FORWARD -d ${metadata} -j REJECT 2>/dev/null || true
+        iptables -w -I FORWARD -d ${metadata} -j REJECT
+      '';
+      networking.firewall.extraStopCommands = ''
+        iptables -w -D OUTPUT -d ${metadata} -m owner ! --uid-owner 0 -j REJECT 2>/dev/null || true
+        iptables -w -D FORWARD -d ${metadata} -j REJECT 2>/dev/null || true
+      '';
 
       services.openssh = {
         enable = true;

@@ -44,6 +44,11 @@ let
     };
   } // lib.optionalAttrs (cfg.streamUrls != [ ]) {
     stream.urls = cfg.streamUrls;
+  } // lib.optionalAttrs (cfg.captureRtmpUrl != null) {
+    capture = {
+      secret_file = "${credDir}/capture-secret";
+      rtmp_url = cfg.captureRtmpUrl;
+    };
   } // lib.optionalAttrs (venue.turn.host != null) {
     turn = {
       uris = [
@@ -61,7 +66,8 @@ let
     [ "portal-session:${cfg.sessionSecretFile}" ]
     ++ map (f: "${bbbCredName f}:${f}") bbbSecretFiles
     ++ lib.optional (cfg.jitsi.domain != null) "jwt-secret:${cfg.jitsi.secretFile}"
-    ++ lib.optional (venue.turn.host != null) "turn-secret:${venue.turn.secretFile}";
+    ++ lib.optional (venue.turn.host != null) "turn-secret:${venue.turn.secretFile}"
+    ++ lib.optional (cfg.captureRtmpUrl != null) "capture-secret:${venue.secretsDir}/capture-secret";
 
   # Admin commands must run as the service's dynamic user, or the SQLite
   # file they touch would end up owned by root.
@@ -126,6 +132,19 @@ in
         HLS base URLs of the venue's stream edges (or its origin): a streamed
         room's Watch page plays `<url>/<room slug>.m3u8`, each ticket always
         from the same one.
+      '';
+    };
+
+    captureRtmpUrl = lib.mkOption {
+      type = nullOr str;
+      default = null;
+      example = "rtmp://127.0.0.1/live";
+      description = ''
+        Where the stage captures push (as the capture host sees it): with it,
+        the portal serves the capture API (`/capture/api/…`, authenticated with
+        the event's `capture-secret`) that tells the capture hosts which
+        streamed rooms should be live, and a room is pushed to
+        `<url>/<room slug>`.
       '';
     };
 

@@ -129,12 +129,15 @@ in
           };
         };
 
+        # The origin also films the stages (modules/capture.nix) and pushes
+        # to itself; the media hosts may push too (an external capture).
         stream = {
           stream.origin = {
             enable = true;
             hostName = publicName s;
-            publishFrom = builtins.concatMap (h: filter (a: a != null) [ h.ipv4 (ipv6 h) ]) stageHosts;
+            publishFrom = [ "127.0.0.1" ] ++ builtins.concatMap (h: filter (a: a != null) [ h.ipv4 (ipv6 h) ]) stageHosts;
           };
+          capture.enable = true;
         };
 
         edge = {
@@ -155,6 +158,8 @@ in
             hostName = fleet.domain;
             serverAliases = [ (publicName s) ];
             streamUrls = map (e: "https://${publicName e}/hls") streamServers;
+            # The captures run on the origin and push to it locally.
+            captureRtmpUrl = if streamOrigin == null then null else "rtmp://127.0.0.1/live";
             bbbServers = map
               (b: {
                 inherit (b) name;

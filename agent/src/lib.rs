@@ -1,8 +1,10 @@
 //! The `venue` agent as a library, so that tests can drive it in-process.
 
 pub mod archive;
+pub mod check;
 pub mod cloud;
 pub mod commands;
 pub mod deploy;
+pub mod install;
 pub mod plan;
 pub mod tls;

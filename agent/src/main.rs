@@ -84,6 +84,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Venue images: snapshots of an installed base system, which `venue up`
+    /// boots new servers from (`[cloud] image = "auto"`). They belong to no
+    /// event: `venue down` keeps them.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// One machine outside a rented fleet (a long-lived host, a test VM).
+    Machine {
+        #[command(subcommand)]
+        command: MachineCommand,
+    },
+    /// Probe every host from outside as attendees reach it: DNS, TLS, the
+    /// portal, BigBlueButton, Jitsi, TURN, load. Exits non-zero if a probe fails.
+    Check {
+        /// The event file (event.toml).
+        event: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Probe again every SECONDS, printing only changes, until interrupted.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+        watch: Option<u64>,
+        /// Resolve names through this DNS server (ADDR or ADDR:PORT) instead of the system's.
+        #[arg(long, value_name = "ADDR")]
+        resolver: Option<String>,
+        /// State directory (default: .venue/<event id>/ beside the event file).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Delete everything labelled for the event, and check that nothing is left.
     Down {
         /// The event file (event.toml).
@@ -100,6 +130,86 @@ enum Command {
         /// State directory (default: .venue/<event id>/ beside the event file).
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MachineCommand {
+    /// Install NixOS on a running Linux machine over SSH, checking its pinned
+    /// host key on every connection: kexec into the installer, partition
+    /// with disko, nixos-install, reboot. ERASES THE MACHINE'S DISK.
+    Install {
+        /// The machine's address.
+        address: String,
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// Its host key's private half (OpenSSH): the only key accepted, kept
+        /// by the installed system.
+        #[arg(long, value_name = "FILE")]
+        host_key: PathBuf,
+        /// The deploy identity (private key); its public half becomes root's key.
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
+        /// The kexec installer tarball (the flake's packages.<system>.kexec-installer).
+        #[arg(long, value_name = "TARBALL")]
+        kexec: PathBuf,
+        /// The disko script (config.system.build.diskoScript).
+        #[arg(long, value_name = "SCRIPT")]
+        disko: PathBuf,
+        /// The system to install (config.system.build.toplevel).
+        #[arg(long, value_name = "TOPLEVEL")]
+        system: PathBuf,
+        /// Stop after nixos-install, without rebooting.
+        #[arg(long)]
+        no_reboot: bool,
+        /// Confirm that the machine's disk is erased.
+        #[arg(long)]
+        erase_disk: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Install the base system on one small server, snapshot it, delete the server.
+    Build {
+        /// The event file whose base system to build (default: the flake's
+        /// Hetzner profile, from the current directory).
+        event: Option<PathBuf>,
+        /// CPU architecture of the servers that will boot it.
+        #[arg(long, value_enum, default_value = "x86")]
+        arch: commands::image::Arch,
+        /// Hetzner location of the build server (default: the event's, else fsn1).
+        #[arg(long)]
+        location: Option<String>,
+        /// State directory for the build's keys (default: .venue/image-build/).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Build even when an image of this base system exists.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The project's venue images, their size and monthly cost.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete venue images by id, or every one a newer image replaces.
+    Delete {
+        /// Image ids.
+        ids: Vec<u64>,
+        /// Keep only the newest image of each base system and architecture.
+        #[arg(long, conflicts_with = "ids")]
+        all_but_newest: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -193,6 +303,81 @@ fn run(cli: Cli) -> Result<()> {
             state,
             json,
         } => archive::command::run(&event, host.as_deref(), state.as_deref(), json),
+        Command::Image { command } => {
+            let command = match command {
+                ImageCommand::Build {
+                    event,
+                    arch,
+                    location,
+                    state,
+                    force,
+                    json,
+                } => commands::image::Command::Build {
+                    event,
+                    arch,
+                    location,
+                    state,
+                    force,
+                    json,
+                },
+                ImageCommand::List { json } => commands::image::Command::List { json },
+                ImageCommand::Delete {
+                    ids,
+                    all_but_newest,
+                    json,
+                } => commands::image::Command::Delete {
+                    ids,
+                    all_but_newest,
+                    json,
+                },
+            };
+            commands::image::run(command, &commands::image::build::install_base)
+        }
+        Command::Machine {
+            command:
+                MachineCommand::Install {
+                    address,
+                    port,
+                    host_key,
+                    identity,
+                    kexec,
+                    disko,
+                    system,
+                    no_reboot,
+                    erase_disk,
+                    json,
+                },
+        } => commands::machine::install(commands::machine::InstallOptions {
+            address,
+            port,
+            host_key,
+            identity,
+            kexec,
+            disko,
+            system,
+            reboot: !no_reboot,
+            erase_disk,
+            json,
+        }),
+        Command::Check {
+            event,
+            json,
+            watch,
+            resolver,
+            state,
+        } => {
+            let ok = venue_agent::check::command(venue_agent::check::CommandOptions {
+                event: &event,
+                state: state.as_deref(),
+                json,
+                watch: watch.map(std::time::Duration::from_secs),
+                resolver: resolver.as_deref(),
+            })?;
+            if !ok {
+                anyhow::bail!("venue check: not every probe passed");
+            }
+            Ok(())
+        }
         Command::Down {
             event,
             dry_run,

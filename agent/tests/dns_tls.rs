@@ -297,11 +297,9 @@ fn a_zone_the_token_cannot_see_is_one_clear_error_and_nothing_is_rented() {
     );
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::copy(
-        event.with_file_name("systems.nix"),
-        other.join("systems.nix"),
-    )
-    .unwrap();
+    for file in ["systems.nix", "installer.nix"] {
+        std::fs::copy(event.with_file_name(file), other.join(file)).unwrap();
+    }
     std::fs::write(other.join("event.toml"), text).unwrap();
     let o = other.join("event.toml");
     let o = o.to_str().unwrap();

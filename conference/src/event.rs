@@ -219,6 +219,10 @@ pub struct PortalSettings {
 pub struct Deploy {
     /// A Nix file `{ fleet }: { <host> = <system>; }`; None: this flake's NixOS hosts.
     pub systems: Option<PathBuf>,
+    /// A Nix file `{ fleet }: { kexec = <dir with the kexec tarball>;
+    /// disko.<host> = <disko script>; }` for the install phase; None: this
+    /// flake's kexec-installer package and each host's diskoScript.
+    pub installer: Option<PathBuf>,
     /// How long a switched host may take to answer its health check.
     pub health_timeout: Duration,
     /// Hosts deployed at once.
@@ -387,6 +391,7 @@ struct RawCloud {
 #[serde(deny_unknown_fields)]
 struct RawDeploy {
     systems: Option<Spanned<String>>,
+    installer: Option<Spanned<String>>,
     health_timeout_seconds: Option<Spanned<i64>>,
     concurrency: Option<Spanned<i64>>,
     compress: Option<bool>,
@@ -859,7 +864,9 @@ fn resolve_cloud(raw: Option<Spanned<RawCloud>>, at: &At) -> Result<Cloud, Input
     };
     Ok(Cloud {
         location,
-        image: raw.image.unwrap_or_else(|| "ubuntu-24.04".to_owned()),
+        // "auto": a venue snapshot of the event's base system when one
+        // exists (`venue image build`), else Ubuntu and the install phase.
+        image: raw.image.unwrap_or_else(|| "auto".to_owned()),
         overnight: raw.overnight,
         // Boot (about a minute on Hetzner), copy the closure, activate, check health,
         // and leave staff time to try the rooms before attendees arrive.
@@ -871,19 +878,22 @@ fn resolve_cloud(raw: Option<Spanned<RawCloud>>, at: &At) -> Result<Cloud, Input
 }
 
 fn resolve_deploy(raw: RawDeploy, path: &Path, at: &At) -> Result<Deploy, InputError> {
-    let systems = match &raw.systems {
-        None => None,
+    // Nix files next to the event file, as `systems` and `installer` name them.
+    let nix_file = |field: &Option<Spanned<String>>, what: &str| match field {
+        None => Ok(None),
         Some(rel) => {
             let file = path.parent().unwrap_or(Path::new(".")).join(rel.get_ref());
             if !file.is_file() {
                 return Err(at(
                     rel.span().start,
-                    format!("systems file {} does not exist", file.display()),
+                    format!("{what} file {} does not exist", file.display()),
                 ));
             }
-            Some(file)
+            Ok(Some(file))
         }
     };
+    let systems = nix_file(&raw.systems, "systems")?;
+    let installer = nix_file(&raw.installer, "installer")?;
     let health = match &raw.health_timeout_seconds {
         None => 120,
         Some(v) => non_negative(v, "health_timeout_seconds", at)?,
@@ -897,6 +907,7 @@ fn resolve_deploy(raw: RawDeploy, path: &Path, at: &At) -> Result<Deploy, InputE
     };
     Ok(Deploy {
         systems,
+        installer,
         health_timeout: Duration::seconds(i64::from(health)),
         concurrency,
         compress: raw.compress.unwrap_or(true),

@@ -1,7 +1,9 @@
 # Toy NixOS-like systems that real Nix builds offline (no nixpkgs): each has
-# bin/switch-to-configuration, which starts a small health endpoint on port
-# 80 once the host's secrets are in place. Same interface as the flake's
-# systems: a function from fleet.json to one system per host.
+# bin/switch-to-configuration, which, once the host's secrets are in place,
+# starts the role's real services (services/default.nix: nginx with /healthz
+# on port 80 and TLS on 443, coturn, prosody, venue-portal, fake-bbb) inside
+# the host's namespaces. Same interface as the flake's systems: a function
+# from fleet.json to one system per host.
 #
 #   broken:      host names whose system starts but never answers /healthz
 #   payloadMiB, payloadPaths: a shared payload of about payloadMiB MiB in
@@ -15,8 +17,10 @@
 # /var/lib/venue/bbb, the test host's own); the portal host runs the real
 # `venue-portal` (the binary named by VENUE_TESTBED_PORTAL, stripped into the
 # store) to create its database with three tickets, and holds four schedule
-# picks; its archive is `venue-portal backup`. Without VENUE_TESTBED_PORTAL
-# the portal host holds nothing to archive.
+# picks; its archive is `venue-portal backup`; it then serves the portal
+# behind nginx. Without VENUE_TESTBED_PORTAL the portal host holds nothing to
+# archive and serves only /healthz. Likewise the bbb host runs fake-bbb (the
+# BigBlueButton API) only with VENUE_TESTBED_BBB naming a built fake-bbb.
 { fleet, broken ? [ ], payloadMiB ? 0, payloadPaths ? 100, generation ? "1" }:
 let
   mk = name: script: builtins.derivation {
@@ -80,6 +84,21 @@ let
   portalPackage = mk "toy-venue-portal-${builtins.substring 0 12 (builtins.hashFile "sha256" portalBinary)}"
     ''mkdir -p $out/bin; strip -o $out/bin/venue-portal ${portalBinary}'';
 
+  bbbBinary = builtins.getEnv "VENUE_TESTBED_BBB";
+  bbbPackage = if bbbBinary == "" then null else
+  mk "toy-fake-bbb-${builtins.substring 0 12 (builtins.hashFile "sha256" bbbBinary)}"
+    ''mkdir -p $out/bin; strip -o $out/bin/fake-bbb ${bbbBinary}'';
+
+  # The event the portal serves: event.toml, and the systems and installer
+  # files it names (the event's parser checks that they exist). Nothing else
+  # of this folder: the default state directory (.venue/, secrets included)
+  # lives here too.
+  eventDir = builtins.path {
+    path = ./.;
+    name = "venue-testbed-event";
+    filter = path: _type: builtins.elem (baseNameOf path) [ "event.toml" "systems.nix" "installer.nix" ];
+  };
+
   seedTickets = builtins.toFile "tickets.csv" ''
     email,code,role,name
     ada@example.org,ada1-2345-6789,attendee,Ada Lovelace
@@ -133,35 +152,6 @@ let
     EOD
   '';
 
-  # HTTPS on port 443 with the certificate venue uploaded with the secrets
-  # (tls-fullchain.pem, tls-key.pem: what services.venue.tls.* reads on a
-  # real host), serving the same files as port 80; it picks up a renewed
-  # certificate that `venue deploy` uploads.
-  httpsServer = mk "toy-https-server" ''
-    mkdir -p $out/bin
-    cat > $out/bin/https-server <<'EOP'
-    import functools, http.server, os, ssl, sys
-    chain, key = "/var/lib/venue/secrets/tls-fullchain.pem", "/var/lib/venue/secrets/tls-key.pem"
-    loaded = {}
-
-    # A renewed certificate (a new chain file) is used from the next
-    # connection on, as a real host's reload does.
-    def context():
-        stamp = os.stat(chain).st_mtime_ns
-        if loaded.get("stamp") != stamp:
-            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            c.load_cert_chain(chain, key)
-            c.sni_callback = lambda sock, name, ctx: setattr(sock, "context", context())
-            loaded.update(stamp=stamp, context=c)
-        return loaded["context"]
-
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 443), handler)
-    server.socket = context().wrap_socket(server.socket, server_side=True)
-    server.serve_forever()
-    EOP
-  '';
-
   secretsFor = {
     bbb = [ "bbb-secret" "turn-secret" ];
     jitsi = [ "jwt-secret" "turn-secret" "jvb-muc-password" ];
@@ -174,6 +164,17 @@ let
     let
       healthy = !(builtins.elem server.name broken);
       required = builtins.concatStringsSep " " secretsFor.${server.role};
+      services = import ./services {
+        inherit mk fleet server;
+        # A broken host runs its services but never answers /healthz.
+        healthz = {
+          file = if healthy then "healthz" else "not-healthz";
+          text = "${server.name} ${server.role} generation ${generation}";
+        };
+        portalPackage = if withPortal then portalPackage else null;
+        inherit bbbPackage;
+        eventFile = "${eventDir}/event.toml";
+      };
     in
     mk "toy-system-${server.name}" ''
       mkdir -p $out/bin $out/www $out/etc/venue
@@ -182,7 +183,15 @@ let
       ${builtins.toJSON { items = archiveFor.${server.role} or { }; }}
       EOJ
       echo "${builtins.concatStringsSep " " payload}" > $out/payload
-      echo "${server.name} ${server.role} generation ${generation}" > $out/www/${if healthy then "healthz" else "not-healthz"}
+      ln -s ${services} $out/services
+      cp -r ${services}/www/. $out/www/
+      ${if server.role == "portal" && withPortal then ''
+        # The module's admin wrapper (modules/portal.nix), which `venue check`
+        # runs for its probe ticket: the portal's command on its state.
+        mkdir -p $out/sw/bin
+        printf '#!/bin/sh\nexec %s "$@" --state %s\n' ${portalPackage}/bin/venue-portal ${portalState} > $out/sw/bin/venue-portal-ctl
+        chmod +x $out/sw/bin/venue-portal-ctl
+      '' else ""}
       cat > $out/bin/switch-to-configuration <<EOS
       #!/bin/sh
       # Like NixOS's: make this system the running one.
@@ -191,21 +200,26 @@ let
       for s in ${required}; do
         [ -r /var/lib/venue/secrets/\$s ] || { echo "missing secret \$s" >&2; exit 1; }
       done
-      state=/nix/var/venue-toy
-      mkdir -p \$state
       sh ${dataScript server.role}
-      if [ -f \$state/https.pid ]; then kill \$(cat \$state/https.pid) 2>/dev/null || true; rm -f \$state/https.pid; fi
-      if [ -f \$state/health.pid ]; then kill \$(cat \$state/health.pid) 2>/dev/null || true; sleep 0.2; fi
-      if [ -r /var/lib/venue/secrets/tls-fullchain.pem ]; then
-        setsid python3 ${httpsServer}/bin/https-server $out/www >\$state/https.log 2>&1 < /dev/null &
-        echo \$! > \$state/https.pid
-      fi
-      setsid python3 -m http.server 80 --bind 0.0.0.0 --directory $out/www >\$state/health.log 2>&1 < /dev/null &
-      echo \$! > \$state/health.pid
+      sh ${services}/bin/start
       echo "switched to $out"
       EOS
       chmod +x $out/bin/switch-to-configuration
     '';
+
+  # What a venue image carries (`venue image build`): an installed system
+  # of no role and no host, the same for every event; `venue up` from the
+  # image then deploys each host's own system over it. Not a host: host
+  # names are <event>-<role>-<n>.
+  base = mk "toy-system-base" ''
+    mkdir -p $out/bin $out/etc/venue
+    ln -s ${common} $out/common
+    echo '{"items": {}}' > $out/etc/venue/archive.json
+    printf '#!/bin/sh\necho "the base system has nothing to start"\n' > $out/bin/switch-to-configuration
+    chmod +x $out/bin/switch-to-configuration
+  '';
 in
-builtins.listToAttrs (map (s: { name = s.name; value = system s; })
-  (builtins.filter (s: !(s.static or false)) fleet.servers))
+builtins.listToAttrs
+  (map (s: { name = s.name; value = system s; })
+    (builtins.filter (s: !(s.static or false)) fleet.servers))
+  // { inherit base; }

@@ -10,8 +10,8 @@ use axum::Router;
 
 use crate::auth::User;
 use crate::pages::{
-    calendar, join, login, settings, staff, status, timetable, turn, vote, vote_results, watch,
-    welcome,
+    assets, calendar, join, login, settings, staff, status, timetable, turn, vote, vote_results,
+    watch, welcome,
 };
 use crate::state::AppState;
 use crate::views;
@@ -32,6 +32,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/settings/feed", post(settings::regenerate_feed))
         .route("/rooms/{slug}/join", post(join::join))
         .route("/rooms/{slug}/watch", get(watch::watch))
+        .route("/assets/{version}/hls.light.min.js", get(assets::hls_js))
+        .route(assets::WATCH_JS_PATH, get(assets::watch_js))
         .route("/vote", get(vote::show).post(vote::cast))
         .route("/staff", get(staff::staff))
         .route("/staff/tickets/revoke", post(staff::revoke))
@@ -42,6 +44,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/staff/vote/results.csv", get(vote_results::csv))
         .route("/staff/vote/results.json", get(vote_results::json))
         .route("/status", get(status::status))
+        .route("/staff/capture", post(staff::capture))
+        .route("/capture/api/rooms", get(crate::capture::api::rooms))
+        .route(
+            "/capture/api/rooms/{slug}/join",
+            post(crate::capture::api::join),
+        )
         .route("/turn", get(turn::turn))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))

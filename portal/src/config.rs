@@ -28,6 +28,21 @@ struct ConfigFile {
     jitsi: Option<JitsiFile>,
     turn: Option<TurnFile>,
     stream: Option<StreamFile>,
+    capture: Option<CaptureFile>,
+}
+
+/// The stage captures: the capture hosts ask the portal which streamed rooms
+/// should be live (`GET /capture/api/rooms`, with this shared secret).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureFile {
+    secret_file: PathBuf,
+    /// The origin's RTMP application, `rtmp://<origin>/live`: a room is
+    /// pushed to `<rtmp_url>/<room slug>`.
+    rtmp_url: String,
+    /// A capture starts this long before a session and ends this long after it.
+    margin_before_minutes: Option<u32>,
+    margin_after_minutes: Option<u32>,
 }
 
 /// Where streamed rooms are watched: the HLS base URLs of the venue's
@@ -106,6 +121,16 @@ pub struct Jitsi {
     pub bridges: Vec<Bridge>,
 }
 
+/// The stage captures' side of the portal.
+#[derive(Clone)]
+pub struct Capture {
+    /// Shared with the capture hosts (the controller's bearer token).
+    pub secret: String,
+    pub rtmp_url: String,
+    pub margin_before: chrono::Duration,
+    pub margin_after: chrono::Duration,
+}
+
 /// A Jitsi videobridge whose statistics the portal reads.
 #[derive(Clone, Debug)]
 pub struct Bridge {
@@ -142,6 +167,7 @@ pub struct Config {
     pub turn: Option<Turn>,
     /// HLS base URLs of the streams (edges, or the origin); empty: none.
     pub stream_urls: Vec<String>,
+    pub capture: Option<Capture>,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -246,6 +272,30 @@ impl Config {
         };
         let minutes =
             |m: Option<u32>, default: i64| chrono::Duration::minutes(m.map_or(default, i64::from));
+        let capture = match raw.capture {
+            Some(c) => {
+                if !(c.rtmp_url.starts_with("rtmp://") || c.rtmp_url.starts_with("rtmps://")) {
+                    bail!(
+                        "[capture] rtmp_url: `{}` must start with rtmp:// or rtmps://",
+                        c.rtmp_url
+                    );
+                }
+                let secret = read_secret(&c.secret_file, "capture secret")?;
+                if secret.len() < 16 {
+                    bail!(
+                        "the capture secret in {} is too short (at least 16 characters)",
+                        c.secret_file.display()
+                    );
+                }
+                Some(Capture {
+                    secret,
+                    rtmp_url: c.rtmp_url.trim_end_matches('/').to_owned(),
+                    margin_before: minutes(c.margin_before_minutes, 5),
+                    margin_after: minutes(c.margin_after_minutes, 10),
+                })
+            }
+            None => None,
+        };
         Ok(Config {
             session_key,
             poll_interval: Duration::from_secs_f64(poll),
@@ -265,6 +315,7 @@ impl Config {
                     .map(|u| http_url("[stream] urls", u))
                     .collect::<Result<_>>()?,
             },
+            capture,
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod bbb;
 pub mod cache;
+pub mod capture;
 pub mod config;
 pub mod feeds;
 pub mod fragments;
@@ -69,7 +70,8 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown() {
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -41,6 +41,27 @@ enum Command {
         #[command(subcommand)]
         command: TicketsCommand,
     },
+    /// Run the stage captures of this capture host: poll the portal for the
+    /// rooms that should be live, start and stop one capture per room.
+    Capture {
+        /// The portal's base URL (https://portal.example.org).
+        #[arg(long)]
+        portal: String,
+        /// File with the capture secret shared with the portal.
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 5.0)]
+        interval: f64,
+        /// Run each capture as `<PROGRAM> <room>` (a child process) instead of
+        /// the systemd unit venue-capture@<room>.service.
+        #[arg(long)]
+        command: Option<PathBuf>,
+        /// Where the captures' inputs (join URL, RTMP URL) are written, one
+        /// directory per room, mode 0700.
+        #[arg(long, default_value = "/run/venue-capture")]
+        state: PathBuf,
+    },
     /// Talk proposals for the attendees' vote.
     Proposals {
         #[command(subcommand)]
@@ -113,6 +134,44 @@ fn main() -> Result<()> {
                 state,
                 config,
             })),
+        Command::Capture {
+            portal,
+            secret_file,
+            interval,
+            command,
+            state,
+        } => {
+            if !(0.1..=600.0).contains(&interval) {
+                anyhow::bail!("--interval must be between 0.1 and 600 seconds, not {interval}");
+            }
+            let secret = std::fs::read_to_string(&secret_file)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the capture secret from {}: {e}",
+                        secret_file.display()
+                    )
+                })?
+                .trim()
+                .to_owned();
+            if secret.is_empty() {
+                anyhow::bail!("the capture secret file {} is empty", secret_file.display());
+            }
+            let runner: Box<dyn portal::capture::runner::Runner> = match command {
+                Some(program) => Box::new(portal::capture::runner::Children::new(program, state)),
+                None => Box::new(portal::capture::runner::Systemd { dir: state }),
+            };
+            let controller = portal::capture::controller::Controller::new(&portal, secret, runner)?;
+            tracing::info!(%portal, interval, "capture controller started");
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?
+                .block_on(controller.run(
+                    std::time::Duration::from_secs_f64(interval),
+                    portal::shutdown(),
+                ));
+            Ok(())
+        }
         Command::Backup { file, state } => {
             let pages = backup::backup(&state, &file)?;
             println!("copied {pages} pages to {}", file.display());

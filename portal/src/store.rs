@@ -12,9 +12,11 @@ use sha2::{Digest, Sha256};
 
 use conference::protocol::hex;
 
+mod capture;
 mod feeds;
 mod votes;
 
+pub use capture::CaptureOverride;
 pub use votes::{Cast, Proposal, ProposalResult, Results, TrackResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +165,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        for schema in [SCHEMA, feeds::SCHEMA, votes::SCHEMA] {
+        for schema in [SCHEMA, feeds::SCHEMA, votes::SCHEMA, capture::SCHEMA] {
             conn.execute_batch(schema)
                 .with_context(|| format!("cannot create the tables in {}", path.display()))?;
         }

@@ -485,57 +485,18 @@ async fn chromium_talk_vote_end_to_end() {
     );
 }
 
-/// A stage pushed as RTMP to a real nginx-rtmp origin (Debian's
-/// libnginx-mod-rtmp, as modules/stream.nix runs it) by ffmpeg's test
-/// pattern: the HLS the portal's Watch page plays. Stopped on drop.
+/// A stage pushed as RTMP to a real nginx-rtmp origin (common::origin) by
+/// ffmpeg's test pattern: the HLS the portal's Watch page plays. Stopped on
+/// drop.
 struct Origin {
-    dir: std::path::PathBuf,
     ffmpeg: Child,
-    http: u16,
+    nginx: common::origin::RtmpOrigin,
 }
 
 impl Origin {
     fn start(dir: &std::path::Path) -> Origin {
-        let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-        need(module, "libnginx-mod-rtmp");
         need("/usr/bin/ffmpeg", "ffmpeg");
-        let free = || {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let (rtmp, http) = (free(), free());
-        let dir = dir.join("origin");
-        std::fs::create_dir_all(dir.join("hls")).unwrap();
-        // Debian's nginx workers run as www-data: they write the segments.
-        for d in [dir.parent().unwrap(), &dir] {
-            let _ = Command::new("chmod").arg("0755").arg(d).status();
-        }
-        let _ = Command::new("chown")
-            .args(["www-data"])
-            .arg(dir.join("hls"))
-            .status();
-        let d = dir.display();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            format!(
-                "load_module {module};\npid {d}/nginx.pid;\nerror_log {d}/error.log;\ndaemon on;\nevents {{}}\n\
-                 rtmp {{ server {{ listen 127.0.0.1:{rtmp}; application live {{ live on; record off; \
-                 allow publish 127.0.0.1; deny publish all; deny play all; \
-                 hls on; hls_path {d}/hls; hls_fragment 1s; hls_playlist_length 10s; }} }} }}\n\
-                 http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; \
-                 uwsgi_temp_path {d}; scgi_temp_path {d}; server {{ listen 127.0.0.1:{http}; \
-                 location /hls/ {{ alias {d}/hls/; types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }} }} }} }}\n"
-            ),
-        )
-        .unwrap();
-        let ok = Command::new("nginx")
-            .args(["-c", &format!("{d}/nginx.conf"), "-p", &d.to_string()])
-            .status()
-            .expect("run nginx");
-        assert!(ok.success(), "the origin's nginx did not start");
+        let nginx = common::origin::RtmpOrigin::start(dir, 1);
         let ffmpeg = Command::new("ffmpeg")
             .args([
                 "-nostdin",
@@ -558,24 +519,23 @@ impl Origin {
                 "ultrafast",
             ])
             .args(["-g", "25", "-c:a", "aac", "-f", "flv"])
-            .arg(format!("rtmp://127.0.0.1:{rtmp}/live/main-track"))
+            .arg(format!("{}/main-track", nginx.rtmp_url()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start ffmpeg");
-        let playlist = dir.join("hls/main-track.m3u8");
-        for _ in 0..200 {
-            if std::fs::read_to_string(&playlist).is_ok_and(|p| p.matches(".ts").count() >= 2) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert!(playlist.exists(), "the origin made no playlist");
-        Origin { dir, ffmpeg, http }
+        let origin = Origin { ffmpeg, nginx };
+        assert!(
+            origin
+                .nginx
+                .wait_segments("main-track", 2, Duration::from_secs(20)),
+            "the origin made no playlist"
+        );
+        origin
     }
 
     fn hls(&self) -> String {
-        format!("http://127.0.0.1:{}/hls", self.http)
+        self.nginx.hls()
     }
 }
 
@@ -583,10 +543,26 @@ impl Drop for Origin {
     fn drop(&mut self) {
         let _ = self.ffmpeg.kill();
         let _ = self.ffmpeg.wait();
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nginx.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
     }
+}
+
+/// The largest `currentTime` of the Watch page's video within 30 s (stops
+/// looking once it is past 2 s; a loaded 2-core CI machine runs ffmpeg,
+/// nginx and several Chromiums at once).
+async fn playing_time(d: &Driver) -> f64 {
+    let mut played = 0.0;
+    for _ in 0..300 {
+        played = d
+            .script("return document.getElementById('stream').currentTime")
+            .await
+            .as_f64()
+            .unwrap_or(0.0);
+        if played > 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    played
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,32 +616,44 @@ async fn a_streamed_room_is_watched_and_its_stage_joined_by_its_speaker() {
     d.click("a[href='/rooms/main-track/watch']").await;
     d.wait_url(&format!("{}/rooms/main-track/watch", p.url))
         .await;
+    // Its only scripts: the portal's own player (hls.js and watch.js).
+    let scripts = d
+        .script("return Array.from(document.scripts).map(s => s.src)")
+        .await;
     assert_eq!(
-        d.script("return document.scripts.length").await,
-        0,
-        "the Watch page carries no script"
+        scripts,
+        json!([
+            format!("{}/assets/hls.js-1.7.4/hls.light.min.js", p.url),
+            format!("{}/assets/watch.js", p.url)
+        ]),
+        "the Watch page's scripts"
     );
     let src = d
-        .script("return document.getElementById('stream').src")
+        .script("return document.getElementById('stream').getAttribute('data-hls')")
         .await;
     assert_eq!(src, format!("{}/main-track.m3u8", origin.hls()));
-    // The browser plays it: the video's time advances.
-    let mut played = 0.0;
-    for _ in 0..150 {
-        played = d
-            .script("return document.getElementById('stream').currentTime")
-            .await
-            .as_f64()
-            .unwrap_or(0.0);
-        if played > 2.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // The browser plays it (natively where it can, else with hls.js): the
+    // video's time advances. Then hls.js, asked for, plays it too.
+    let mut players = Vec::new();
+    for query in ["", "?player=hls.js"] {
+        d.go(&format!("{}/rooms/main-track/watch{query}", p.url))
+            .await;
+        let played = playing_time(&d).await;
+        let player = d
+            .script("return document.getElementById('stream').getAttribute('data-player')")
+            .await;
+        assert!(
+            played > 2.0,
+            "the stream did not play with {player} ({played} s)\n{}",
+            p.log()
+        );
+        players.push(player);
     }
+    assert_eq!(players[1], "hls.js", "?player=hls.js used {}", players[1]);
     assert!(
-        played > 2.0,
-        "the stream did not play ({played} s)\n{}",
-        p.log()
+        players[0] == "native" || players[0] == "hls.js",
+        "{}",
+        players[0]
     );
     d.screenshot("watch").await;
     let text = body_text(&d).await;

@@ -37,6 +37,10 @@ pub struct Server {
     pub public_net: PublicNet,
     pub server_type: Named,
     pub location: Named,
+    /// The image it was created from, as the API shows it (null once a
+    /// snapshot it came from is deleted).
+    #[serde(default)]
+    pub image: Option<serde_json::Value>,
 }
 
 impl Server {

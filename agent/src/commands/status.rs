@@ -50,6 +50,12 @@ pub struct StatusReport {
     /// The event's DNS record sets (event.toml `[dns]`; issue 11).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<Vec<crate::cloud::dns::publish::DnsRow>>,
+    /// The project's venue images (issue 10): no event's, but billed per
+    /// GB-month while they exist, so shown with what they cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<super::image::Row>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_monthly_micro_eur: Option<u64>,
 }
 
 pub fn run(opts: StatusOptions) -> Result<()> {
@@ -78,6 +84,17 @@ pub fn run(opts: StatusOptions) -> Result<()> {
                 .push(format!("DNS records unavailable: {e:#}")),
         }
         // ---
+        // --- Images (issue 10): snapshots and their monthly cost.
+        match images(&client).await {
+            Ok((rows, monthly)) => {
+                report.images = Some(rows);
+                report.images_monthly_micro_eur = monthly;
+            }
+            Err(e) => report
+                .warnings
+                .push(format!("venue images unavailable: {e:#}")),
+        }
+        // ---
         if opts.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -88,6 +105,14 @@ pub fn run(opts: StatusOptions) -> Result<()> {
                     "\nDNS records labelled venue/event={}:\n{}",
                     event.id,
                     crate::cloud::dns::publish::text(rows)
+                );
+            }
+            // ---
+            // --- Images (issue 10)
+            if let Some(rows) = report.images.as_ref().filter(|r| !r.is_empty()) {
+                print!(
+                    "\nvenue images (no event's; `venue down` keeps them):\n{}",
+                    super::image::table(rows)
                 );
             }
             // ---
@@ -197,7 +222,19 @@ pub fn report(
         warnings,
         archive: None,
         dns: None,
+        images: None,
+        images_monthly_micro_eur: None,
     }
+}
+
+/// Every venue image with its monthly cost, and their sum (None without a
+/// snapshot price in `/pricing`).
+async fn images(client: &Client) -> Result<(Vec<super::image::Row>, Option<u64>)> {
+    let all = super::image::snapshots::list(client).await?;
+    let per_gb = super::image::snapshots::price_per_gb_month(client).await?;
+    let rows = super::image::rows(&all, per_gb);
+    let total = per_gb.map(|_| rows.iter().filter_map(|r| r.monthly_micro_eur).sum());
+    Ok((rows, total))
 }
 
 /// What the servers hold that is not archived yet; None without a state

@@ -5,9 +5,9 @@
 //! project, so a repeated create answers `uniqueness_error` and we adopt
 //! the resource that the first attempt made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use conference::Event;
@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::fleet::{self, Fleet};
+use super::image::{self, Arch, Boot};
 use super::inventory::ip_ids;
 use super::keys;
 use super::state::StateDir;
@@ -45,6 +46,9 @@ pub struct UpReport {
     pub adopted: Vec<String>,
     /// Servers labelled for the event that the plan does not name.
     pub extra: Vec<String>,
+    /// The event's servers created from a venue snapshot (they run the base
+    /// system from their first boot: no install phase).
+    pub from_snapshot: Vec<String>,
     pub requests: u64,
     pub fleet_file: PathBuf,
 }
@@ -62,7 +66,8 @@ pub fn run(opts: UpOptions) -> Result<()> {
         opts.state.as_deref(),
     ))?;
     let _lock = state.lock()?;
-    let (report, names) = super::block_on(async {
+    let mut seconds = Seconds::default();
+    let (report, mut names) = super::block_on(async {
         let client = Client::from_env()?;
         // The first request: a wrong token stops us here, before anything exists.
         let prices = crate::cloud::pricing::live(&client)
@@ -78,11 +83,15 @@ pub fn run(opts: UpOptions) -> Result<()> {
         )
         .await?;
         // ---
+        let t = Instant::now();
         let report = provision(&client, &event, &plan, &state).await?;
+        seconds.provision = secs(t);
+        let t = Instant::now();
         // --- DNS and certificate (issue 11): records for every name, then
         // the one certificate (reused while it has 30 days left).
         let names =
             crate::tls::publish_and_certify(dns.as_ref(), &event, &report.fleet, &state).await?;
+        seconds.names = secs(t);
         // ---
         anyhow::Ok((report, names))
     })?;
@@ -110,27 +119,142 @@ pub fn run(opts: UpOptions) -> Result<()> {
         }
         return Ok(());
     }
-    let deployed = crate::deploy::command::run(&crate::deploy::command::DeployArgs {
+    let args = crate::deploy::command::DeployArgs {
         event: &event,
         state: &state,
         only: None,
         // A new server boots, runs cloud-init and starts sshd: give it time.
         connect_wait: Duration::from_secs(10 * 60),
-    })?;
+    };
+    let t = Instant::now();
+    let mut prepared = crate::deploy::command::prepare(&args)?;
+    seconds.build = secs(t);
+    // --- Install (issue 10): rented servers that do not run NixOS yet get it.
+    let t = Instant::now();
+    let recreating = std::sync::Mutex::new(());
+    let recreate = |name: &str| -> Result<String> {
+        // One at a time: each re-runs provisioning for the whole fleet.
+        let _one = recreating.lock().unwrap_or_else(|e| e.into_inner());
+        recreate_server(&event, &state, name)
+    };
+    let installed = crate::install::for_fleet(
+        &event,
+        &state,
+        &report.fleet,
+        &prepared,
+        &report.from_snapshot,
+        Some(&recreate),
+    )?;
+    seconds.install = secs(t);
+    if installed.iter().any(|r| r.recreated > 0) {
+        // New servers, new addresses: the names and the systems follow.
+        names = super::block_on(republish_names(&event, &state))?;
+        prepared = crate::deploy::command::prepare(&args)?;
+    }
+    let not_installed = crate::install::not_installed(&installed, &prepared.hosts);
+    let skip: Vec<String> = not_installed.iter().map(|r| r.host.clone()).collect();
+    // ---
+    let t = Instant::now();
+    let mut deployed = crate::deploy::command::finish(&args, prepared, &skip)?;
+    seconds.deploy = secs(t);
+    deployed.extend(not_installed);
+    deployed.sort_by(|a, b| a.host.cmp(&b.host));
     if opts.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &json!({"provision": report, "names": names, "deploy": deployed})
-            )?
+            serde_json::to_string_pretty(&json!({
+                "provision": report, "names": names, "install": installed,
+                "deploy": deployed, "seconds": seconds,
+            }))?
         );
     } else {
+        if !installed.is_empty() {
+            print!("\n{}", crate::install::report::table(&installed));
+        }
         print!("\n{}", crate::deploy::command::table(&deployed));
+        println!(
+            "\nseconds: provision {:.1}, names {:.1}, build {:.1}, install {:.1}, deploy {:.1}",
+            seconds.provision, seconds.names, seconds.build, seconds.install, seconds.deploy
+        );
     }
     if !crate::deploy::command::all_healthy(&deployed) {
         bail!("not every host is healthy: see the table above (`venue deploy --host NAME` retries one)");
     }
     Ok(())
+}
+
+/// Seconds of each phase of `venue up`.
+#[derive(Debug, Default, Serialize)]
+struct Seconds {
+    provision: f64,
+    names: f64,
+    build: f64,
+    install: f64,
+    deploy: f64,
+}
+
+fn secs(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 10.0).round() / 10.0
+}
+
+/// The install phase's way back into the cloud: deletes server `name` (its
+/// kexec never took) and provisions again, which creates it under the same
+/// name, labels, user_data (the same pinned host key) and SSH key. Returns
+/// its new address.
+fn recreate_server(event: &Event, state: &StateDir, name: &str) -> Result<String> {
+    super::block_on(async {
+        let client = Client::from_env()?;
+        let servers = list_servers(&client, &event.id).await?;
+        if let Some(old) = servers.get(name) {
+            state.journal(
+                "up",
+                &format!(
+                    "recreating server {name} (id {}): kexec did not take",
+                    old.id
+                ),
+            );
+            match client
+                .request(Method::DELETE, &format!("/servers/{}", old.id), &[], None)
+                .await
+            {
+                Ok(v) => {
+                    let ids: Vec<u64> = v["action"]["id"].as_u64().into_iter().collect();
+                    let done = actions::wait_all(&client, &ids, "deleting the server", SERVER_WAIT)
+                        .await?;
+                    if let Some(e) = actions::first_error(&done) {
+                        return Err(anyhow!(e).context(format!("deleting server {name}")));
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let prices = crate::cloud::pricing::live(&client).await?;
+        let plan = plan::plan(event, &prices)?;
+        let report = provision(&client, event, &plan, state).await?;
+        report
+            .fleet
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.ipv4.clone().or_else(|| s.ipv6.clone()))
+            .with_context(|| format!("{name} has no address after it was created again"))
+    })
+}
+
+/// The records (and certificate) again, for the fleet as it is now.
+async fn republish_names(event: &Event, state: &StateDir) -> Result<crate::tls::NamesReport> {
+    let fleet: Fleet =
+        serde_json::from_slice(&std::fs::read(state.path("fleet.json"))?).context("fleet.json")?;
+    let dns = crate::cloud::dns::publish::preflight(
+        event,
+        fleet
+            .servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.role.as_str())),
+    )
+    .await?;
+    crate::tls::publish_and_certify(dns.as_ref(), event, &fleet, state).await
 }
 
 /// Creates what is missing of the plan's fleet and writes fleet.json.
@@ -152,6 +276,22 @@ pub async fn provision(
     let (mut created, mut adopted) = (Vec::new(), Vec::new());
 
     let mut servers = list_servers(client, &event.id).await?;
+    // What new servers boot (`[cloud] image`; "auto": a venue snapshot when
+    // one of this base system exists). Only asked when something is missing.
+    let boots: BTreeMap<Arch, Boot> = if planned.iter().any(|p| !servers.contains_key(&p.name)) {
+        let archs: BTreeSet<Arch> = planned
+            .iter()
+            .map(|p| Arch::of_server_type(&p.server_type))
+            .collect();
+        let (boots, warnings) = image::resolve(client, event, &archs).await?;
+        for w in warnings {
+            tracing::warn!("{w}");
+            state.journal("up", &format!("warning: {w}"));
+        }
+        boots
+    } else {
+        BTreeMap::new()
+    };
     for round in 0..ROUNDS {
         let missing: Vec<&PlannedServer> = planned
             .iter()
@@ -170,9 +310,14 @@ pub async fn provision(
         // Owned items: futures over borrowed ones are not `Send` for every
         // lifetime (a rustc limitation), and callers spawn `provision`.
         let missing: Vec<PlannedServer> = missing.into_iter().cloned().collect();
-        let (key, firewall) = (&key, &firewall);
+        let (key, firewall, boots) = (&key, &firewall, &boots);
         let results: Vec<Result<(Server, Vec<u64>, bool)>> = stream::iter(missing)
-            .map(|p| async move { create_server(client, event, &p, key, firewall, state).await })
+            .map(|p| async move {
+                let boot = boots
+                    .get(&Arch::of_server_type(&p.server_type))
+                    .ok_or_else(|| anyhow!("no image resolved for {}", p.server_type))?;
+                create_server(client, event, &p, boot, key, firewall, state).await
+            })
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
@@ -235,6 +380,11 @@ pub async fn provision(
 
     let servers = settle(client, &event.id, &planned).await?;
     label_addresses(client, &event.id, &servers).await?;
+    let from_snapshot: Vec<String> = servers
+        .values()
+        .filter(|s| s.image.as_ref().is_some_and(image::booted_from_snapshot))
+        .map(|s| s.name.clone())
+        .collect();
     let extra: Vec<String> = servers
         .values()
         .filter(|s| !planned.iter().any(|p| p.name == s.name))
@@ -260,6 +410,7 @@ pub async fn provision(
         created,
         adopted,
         extra,
+        from_snapshot,
         requests: client.requests_sent() - sent_before,
         fleet_file,
     })
@@ -407,6 +558,7 @@ async fn create_server(
     client: &Client,
     event: &Event,
     p: &PlannedServer,
+    boot: &Boot,
     key: &SshKey,
     fw: &Firewall,
     state: &StateDir,
@@ -418,7 +570,7 @@ async fn create_server(
         "name": p.name,
         "server_type": p.server_type,
         "location": p.location,
-        "image": event.cloud.image,
+        "image": boot.image,
         "labels": labels::role(&event.id, &p.role.to_string()),
         "ssh_keys": [key.name],
         "firewalls": [{"firewall": fw.id}],
@@ -426,7 +578,11 @@ async fn create_server(
         "start_after_create": true,
         "public_net": {"enable_ipv4": true, "enable_ipv6": true},
     });
-    state.journal("up", &format!("creating server {}", p.name));
+    let from = match boot.snapshot {
+        Some(id) => format!("venue image {id}"),
+        None => boot.image.clone(),
+    };
+    state.journal("up", &format!("creating server {} from {from}", p.name));
     match client
         .request(Method::POST, "/servers", &[], Some(&body))
         .await

@@ -44,7 +44,13 @@ pub fn activate(
     health: &HealthCheck,
 ) -> Result<Activation> {
     let previous = current_system(ssh)?;
-    if previous.as_deref() == Some(system) && check_health(address, health).is_ok() {
+    // A short look, not the whole timeout: a freshly installed host runs this
+    // system without its secrets, so its services do not answer until switched.
+    let glance = HealthCheck {
+        timeout: health.timeout.min(Duration::from_secs(2)),
+        ..health.clone()
+    };
+    if previous.as_deref() == Some(system) && check_health(address, &glance).is_ok() {
         return Ok(Activation::AlreadyActive);
     }
     ssh.check(&format!("nix-env -p {PROFILE} --set {system}"))

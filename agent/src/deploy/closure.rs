@@ -157,6 +157,18 @@ pub struct CopyTarget<'a> {
 /// organiser's slow uplink only carries what no cache has; what it does carry
 /// is compressed by ssh (NARs of a NixOS system shrink to about a third).
 pub fn copy(target: &CopyTarget, paths: &[String], substitute: bool, compress: bool) -> Result<()> {
+    copy_to_store(target, "", paths, substitute, compress)
+}
+
+/// [`copy`] into the store that `query` names on the target (`?remote-store=…`,
+/// url-encoded: the install phase copies into the store at /mnt).
+pub fn copy_to_store(
+    target: &CopyTarget,
+    query: &str,
+    paths: &[String],
+    substitute: bool,
+    compress: bool,
+) -> Result<()> {
     for p in [target.known_hosts, target.identity] {
         if p.to_string_lossy().contains(char::is_whitespace) {
             bail!(
@@ -176,7 +188,7 @@ pub fn copy(target: &CopyTarget, paths: &[String], substitute: bool, compress: b
     cmd.args(["--extra-experimental-features", "nix-command"])
         .arg("copy")
         .arg("--to")
-        .arg(format!("ssh://{}@{}", target.user, target.address));
+        .arg(format!("ssh://{}@{}{query}", target.user, target.address));
     if substitute {
         cmd.arg("--substitute-on-destination");
     }
@@ -195,7 +207,7 @@ pub fn copy(target: &CopyTarget, paths: &[String], substitute: bool, compress: b
     Ok(())
 }
 
-fn nix_path(p: &Path) -> Result<String> {
+pub(crate) fn nix_path(p: &Path) -> Result<String> {
     let abs = p
         .canonicalize()
         .with_context(|| format!("{} does not exist", p.display()))?;
@@ -203,7 +215,7 @@ fn nix_path(p: &Path) -> Result<String> {
 }
 
 /// A Nix string literal.
-fn nix_string(s: &str) -> String {
+pub(crate) fn nix_string(s: &str) -> String {
     let escaped = s
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -45,6 +45,22 @@ pub fn preflight(event: &Event) -> Result<()> {
 
 /// Deploys and returns one report per host; the caller prints them.
 pub fn run(args: &DeployArgs) -> Result<Vec<Report>> {
+    let prepared = prepare(args)?;
+    finish(args, prepared, &[])
+}
+
+/// The hosts to deploy and their built systems: what `venue up`'s install
+/// phase needs too (it installs the same systems).
+pub struct Prepared {
+    pub hosts: Vec<Host>,
+    /// Host name → system toplevel.
+    pub systems: BTreeMap<String, PathBuf>,
+    /// Host name → why its system did not build.
+    pub unbuilt: BTreeMap<String, String>,
+}
+
+/// Reads fleet.json and builds every host's system.
+pub fn prepare(args: &DeployArgs) -> Result<Prepared> {
     preflight(args.event)?;
     let fleet_file = args.state.path("fleet.json");
     let fleet: Fleet = serde_json::from_str(
@@ -102,7 +118,22 @@ pub fn run(args: &DeployArgs) -> Result<Vec<Report>> {
         }
     }
     spinner.finish_and_clear();
+    Ok(Prepared {
+        hosts,
+        systems,
+        unbuilt,
+    })
+}
 
+/// Deploys what [`prepare`] found, except `skip` (hosts the caller already
+/// reported on, such as those whose install failed).
+pub fn finish(args: &DeployArgs, prepared: Prepared, skip: &[String]) -> Result<Vec<Report>> {
+    let Prepared {
+        mut hosts,
+        systems,
+        mut unbuilt,
+    } = prepared;
+    hosts.retain(|h| !skip.contains(&h.name));
     let secrets = Secrets::load_or_create(args.state)?;
     let identity = args.state.path("deploy_ed25519");
     keys::deploy_key(args.state, &args.event.id)?;
@@ -213,7 +244,7 @@ fn systems_file(event: &Event, state: &StateDir) -> Result<PathBuf> {
     state.write("flake-systems.nix", format!("{expr}\n").as_bytes(), 0o644)
 }
 
-fn find_flake(event_file: &Path) -> Option<PathBuf> {
+pub(crate) fn find_flake(event_file: &Path) -> Option<PathBuf> {
     let start = event_file.canonicalize().ok()?;
     start
         .ancestors()

@@ -247,7 +247,7 @@ fn run_steps(
 }
 
 /// A known_hosts file holding only this host's pinned key, for `nix copy`'s ssh.
-fn known_hosts_file(dir: &Path, host: &Host, pinned: &PinnedKey) -> Result<PathBuf> {
+pub(crate) fn known_hosts_file(dir: &Path, host: &Host, pinned: &PinnedKey) -> Result<PathBuf> {
     let dir = dir.join("known_hosts.d");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(&host.name);

@@ -25,6 +25,7 @@ pub const ALL: &[&str] = &[
     "jwt-secret",
     "portal-session",
     "jvb-muc-password",
+    "capture-secret",
 ];
 
 /// The certificate chain and its key on every host, when venue supplies one
@@ -39,9 +40,17 @@ pub fn for_role(role: Role) -> &'static [&'static str] {
         Role::Jitsi => &["jwt-secret", "turn-secret", "jvb-muc-password"],
         Role::Jvb => &["jvb-muc-password"],
         Role::Coturn => &["turn-secret"],
-        Role::Portal => &["bbb-secret", "jwt-secret", "turn-secret", "portal-session"],
+        Role::Portal => &[
+            "bbb-secret",
+            "jwt-secret",
+            "turn-secret",
+            "portal-session",
+            "capture-secret",
+        ],
+        // The origin's stage captures ask the portal's capture API.
+        Role::Stream => &["capture-secret"],
         // HLS is public; RTMP ingest is limited by address.
-        Role::Stream | Role::Edge => &[],
+        Role::Edge => &[],
     }
 }
 

@@ -218,6 +218,31 @@ impl Ssh {
 }
 
 impl Ssh {
+    /// Runs `command` with everything `input` yields on its standard input,
+    /// streamed (the install phase's kexec tarball is hundreds of MiB).
+    pub fn run_with_reader(&self, command: &str, input: &mut dyn Read) -> Result<Output> {
+        let mut channel = self
+            .session
+            .channel_session()
+            .with_context(|| format!("{}: open a channel", self.host))?;
+        channel
+            .exec(command)
+            .with_context(|| format!("{}: run a command", self.host))?;
+        std::io::copy(input, &mut channel)
+            .with_context(|| format!("{}: send to `{command}`", self.host))?;
+        channel.send_eof()?;
+        let mut stdout = String::new();
+        channel.read_to_string(&mut stdout)?;
+        let mut stderr = String::new();
+        channel.stderr().read_to_string(&mut stderr)?;
+        channel.wait_close()?;
+        Ok(Output {
+            status: channel.exit_status()?,
+            stdout,
+            stderr,
+        })
+    }
+
     /// Runs `command` and streams its standard output into `out` (files too
     /// big to hold in memory: archived recordings). Returns the exit status
     /// and standard error.

@@ -45,19 +45,28 @@ fn rand_suffix() -> u64 {
             .subsec_micros() as u64
 }
 
-/// Copies hosts/<name>/ (event.toml and its schedule) into a scratch dir.
+/// Copies hosts/<name>/ (event.toml, its schedule, and what its systems.nix
+/// imports, such as the testbed's services/) into a scratch dir.
 pub fn example_event(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../hosts")
         .join(name);
     let dir = scratch(name);
-    for entry in std::fs::read_dir(&src).unwrap() {
+    copy_tree(&src, &dir);
+    dir.join("event.toml")
+}
+
+fn copy_tree(src: &Path, dst: &Path) {
+    for entry in std::fs::read_dir(src).unwrap() {
         let p = entry.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        let to = dst.join(p.file_name().unwrap());
+        if p.is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            copy_tree(&p, &to);
+        } else if p.is_file() {
+            std::fs::copy(&p, &to).unwrap();
         }
     }
-    dir.join("event.toml")
 }
 
 pub fn client(url: &str, token: &str) -> Client {

@@ -74,28 +74,7 @@ pub async fn join(
             let att_pw = &auth::sign(key, "bbb-attendee", &id)[..20];
             if !state.cluster.has_people(server, &id) {
                 let logout = format!("{}/", state.base_url(&headers));
-                let mut welcome = format!("Welcome to {} at {}!", room.name, state.event.name);
-                if let Some(coc) = &state.event.code_of_conduct {
-                    welcome.push_str(&format!(" The code of conduct applies here: {coc}"));
-                }
-                let session_room = room.kind == RoomKind::Session;
-                let mut params: Vec<(&str, &str)> = vec![
-                    ("name", &room.name),
-                    ("meetingID", &id),
-                    ("attendeePW", att_pw),
-                    ("moderatorPW", mod_pw),
-                    ("welcome", &welcome),
-                    ("logoutURL", &logout),
-                    ("record", "false"),
-                    ("muteOnStart", if session_room { "true" } else { "false" }),
-                    ("meta_venue-event", &state.event.id),
-                    ("meta_venue-room", &room.slug),
-                ];
-                if !room.webcams {
-                    params.push(("lockSettingsDisableCam", "true"));
-                    params.push(("webcamsOnlyForModerator", "true"));
-                }
-                if let Err(e) = state.cluster.create(server, &params).await {
+                if let Err(e) = open_bbb_meeting(&state, room, server, &logout).await {
                     tracing::error!(room = %room.slug, server = %state.cluster.servers[server].name, error = %e, "BBB create failed");
                     return (StatusCode::BAD_GATEWAY, views::message_page("The room could not be opened", "Its BigBlueButton server did not accept the meeting. Try again in a minute.")).into_response();
                 }
@@ -151,4 +130,46 @@ pub async fn join(
             Redirect::to(&format!("https://{}/{}?jwt={}", j.domain, jroom, token)).into_response()
         }
     }
+}
+
+/// Creates the BBB meeting of `room` on `server` (BBB answers an existing
+/// one with its details, so this is safe to repeat). Also used by the stage
+/// capture (crate::capture::api), which joins the meeting as a viewer.
+pub async fn open_bbb_meeting(
+    state: &AppState,
+    room: &conference::Room,
+    server: usize,
+    logout: &str,
+) -> anyhow::Result<()> {
+    let id = state.meeting_id(room);
+    let key = &state.config.session_key;
+    let mod_pw = &auth::sign(key, "bbb-moderator", &id)[..20];
+    let att_pw = &auth::sign(key, "bbb-attendee", &id)[..20];
+    let mut welcome = format!("Welcome to {} at {}!", room.name, state.event.name);
+    if let Some(coc) = &state.event.code_of_conduct {
+        welcome.push_str(&format!(" The code of conduct applies here: {coc}"));
+    }
+    let session_room = room.kind == RoomKind::Session;
+    let mut params: Vec<(&str, &str)> = vec![
+        ("name", &room.name),
+        ("meetingID", &id),
+        ("attendeePW", att_pw),
+        ("moderatorPW", mod_pw),
+        ("welcome", &welcome),
+        ("logoutURL", logout),
+        ("record", "false"),
+        ("muteOnStart", if session_room { "true" } else { "false" }),
+        ("meta_venue-event", &state.event.id),
+        ("meta_venue-room", &room.slug),
+    ];
+    if !room.webcams {
+        params.push(("lockSettingsDisableCam", "true"));
+        params.push(("webcamsOnlyForModerator", "true"));
+    }
+    state
+        .cluster
+        .create(server, &params)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! One module per page (or group of pages on one subject). Each exposes its
 //! handlers; `app::router` wires them to paths.
 
+pub mod assets;
 pub mod calendar;
 pub mod join;
 pub mod login;

@@ -1,8 +1,10 @@
 //! Watch: a streamed room's audience page. The stage (speakers, moderators)
 //! meets in the room itself; everyone else plays its HLS stream here, from
 //! one of the venue's stream edges, with the room's schedule and the chat.
-//! No script: the browser's own HLS playback (Chromium, Safari), and the
-//! playlist's address for a player of one's own where the browser has none.
+//! The one page with a script: the browser's own HLS playback where it has
+//! one (Safari, recent Chromium), else the vendored hls.js (pages/assets.rs);
+//! without JavaScript the `<video src>` still plays natively, and the page
+//! links the playlist for a player of one's own.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use chrono::Utc;
 use conference::Room;
 use maud::html;
 
+use super::assets;
 use super::welcome::stage_button;
 use super::{frame, user_tz};
 use crate::auth::{self, User};
@@ -83,7 +86,7 @@ pub async fn watch(
         html! {
             h1 { (room.name) }
             @if hls {
-                video #stream controls autoplay muted playsinline width="100%" src=(url) {}
+                video #stream controls autoplay muted playsinline width="100%" src=(url) data-hls=(url) {}
                 p.muted { "No picture? Your browser may not play HLS itself: open "
                     a href=(url) { "the stream" } " in a player such as VLC or mpv." }
             } @else {
@@ -101,13 +104,13 @@ pub async fn watch(
                 }
             }
             @if let Some(chat) = &ev.chat { p { a href=(chat) { "Chat" } " — questions for the speakers go here." } }
+            @if hls {
+                script src=(assets::hls_js_path()) defer {}
+                script src=(assets::WATCH_JS_PATH) defer {}
+            }
         },
     );
-    let media = if hls { origin(&url) } else { None };
-    let csp = format!(
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; media-src {}; form-action 'self' https: http:; frame-ancestors 'none'",
-        media.unwrap_or("'none'")
-    );
+    let csp = watch_csp(if hls { origin(&url) } else { None });
     let mut resp = (StatusCode::OK, body).into_response();
     if let Ok(v) = HeaderValue::from_str(&csp) {
         resp.headers_mut()
@@ -116,9 +119,38 @@ pub async fn watch(
     resp
 }
 
+/// The Watch page's CSP: scripts from the portal itself (the player), the
+/// stream's origin for the playlist and segments (hls.js fetches them, MSE
+/// plays them from a blob: URL); nothing else.
+fn watch_csp(stream: Option<&str>) -> String {
+    match stream {
+        Some(o) => format!(
+            "default-src 'none'; script-src 'self'; connect-src {o}; media-src {o} blob:; style-src 'unsafe-inline'; img-src 'self'; form-action 'self' https: http:; frame-ancestors 'none'"
+        ),
+        None => "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self' https: http:; frame-ancestors 'none'".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::origin;
+    use super::{origin, watch_csp};
+
+    #[test]
+    fn scripts_only_from_the_portal_and_media_only_from_the_stream() {
+        let csp = watch_csp(Some("https://edge.example.org"));
+        assert!(csp.contains("script-src 'self';"), "{csp}");
+        assert!(
+            csp.contains("connect-src https://edge.example.org;"),
+            "{csp}"
+        );
+        assert!(
+            csp.contains("media-src https://edge.example.org blob:;"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-eval") && !csp.contains("script-src 'unsafe-inline'"));
+        // An external stream (a link, no player): no script at all.
+        assert!(!watch_csp(None).contains("script-src"));
+    }
 
     #[test]
     fn media_src_is_the_streams_origin_only() {

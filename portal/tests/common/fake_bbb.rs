@@ -292,7 +292,16 @@ fn meeting_xml(m: &FakeMeeting) -> String {
     out
 }
 
-/// Where a join redirects: a page naming the meeting and the role.
+/// A synthetic stage under the meeting's name: a picture that moves and a
+/// 440 Hz tone, what a stage capture films and records.
+const STAGE: &str = "<canvas id=\"stage\" width=\"640\" height=\"360\"></canvas><script>\
+var c=document.getElementById('stage').getContext('2d'),n=0;\
+(function f(){n++;c.fillStyle='hsl('+(n*3%360)+',80%,50%)';c.fillRect(0,0,640,360);requestAnimationFrame(f);})();\
+try{var a=new AudioContext(),o=a.createOscillator();o.frequency.value=440;o.connect(a.destination);o.start();}catch(e){}\
+</script>";
+
+/// Where a join redirects: a page naming the meeting and the role, over a
+/// synthetic stage.
 async fn client(State(state): State<Arc<Mutex<FakeState>>>, RawQuery(query): RawQuery) -> Response {
     let q = query.unwrap_or_default();
     let token = q.strip_prefix("sessionToken=").unwrap_or("");
@@ -300,7 +309,7 @@ async fn client(State(state): State<Arc<Mutex<FakeState>>>, RawQuery(query): Raw
     match st.tokens.get(token) {
         Some((id, name, role)) => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            format!("<!DOCTYPE html><html><head><title>BBB fake client</title></head><body><h1 id=\"joined\">Joined {} as {} ({})</h1></body></html>", esc(id), esc(role), esc(name)),
+            format!("<!DOCTYPE html><html><head><title>BBB fake client</title></head><body><h1 id=\"joined\">Joined {} as {} ({})</h1>{STAGE}</body></html>", esc(id), esc(role), esc(name)),
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such session token").into_response(),

@@ -4,6 +4,7 @@
 
 pub mod fake_bbb;
 pub mod fake_jitsi;
+pub mod origin;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

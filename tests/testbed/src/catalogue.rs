@@ -96,6 +96,8 @@ pub struct ServerType {
     pub cpu_type: &'static str,
     /// Net monthly price in EUR (EU locations); US and Singapore cost more.
     pub monthly_eur: f64,
+    /// `x86` or `arm` (Ampere, the cax types): images must match it.
+    pub architecture: &'static str,
 }
 
 pub const SERVER_TYPES: &[ServerType] = &[
@@ -107,6 +109,7 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 40,
         cpu_type: "shared",
         monthly_eur: 5.49,
+        architecture: "x86",
     },
     ServerType {
         id: 102,
@@ -116,6 +119,7 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 80,
         cpu_type: "shared",
         monthly_eur: 8.49,
+        architecture: "x86",
     },
     ServerType {
         id: 103,
@@ -125,6 +129,7 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 160,
         cpu_type: "shared",
         monthly_eur: 15.49,
+        architecture: "x86",
     },
     ServerType {
         id: 104,
@@ -134,6 +139,7 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 320,
         cpu_type: "shared",
         monthly_eur: 27.49,
+        architecture: "x86",
     },
     ServerType {
         id: 111,
@@ -143,6 +149,7 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 80,
         cpu_type: "dedicated",
         monthly_eur: 43.99,
+        architecture: "x86",
     },
     ServerType {
         id: 112,
@@ -152,6 +159,7 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 160,
         cpu_type: "dedicated",
         monthly_eur: 85.99,
+        architecture: "x86",
     },
     ServerType {
         id: 113,
@@ -161,6 +169,7 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 240,
         cpu_type: "dedicated",
         monthly_eur: 138.49,
+        architecture: "x86",
     },
     ServerType {
         id: 114,
@@ -170,6 +179,7 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 360,
         cpu_type: "dedicated",
         monthly_eur: 276.49,
+        architecture: "x86",
     },
     ServerType {
         id: 115,
@@ -179,6 +189,7 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 600,
         cpu_type: "dedicated",
         monthly_eur: 552.49,
+        architecture: "x86",
     },
     ServerType {
         id: 116,
@@ -188,19 +199,72 @@ pub const SERVER_TYPES: &[ServerType] = &[
         disk: 960,
         cpu_type: "dedicated",
         monthly_eur: 828.49,
+        architecture: "x86",
+    },
+    ServerType {
+        id: 121,
+        name: "cax11",
+        cores: 2,
+        memory: 4.0,
+        disk: 40,
+        cpu_type: "shared",
+        monthly_eur: 3.79,
+        architecture: "arm",
+    },
+    ServerType {
+        id: 122,
+        name: "cax21",
+        cores: 4,
+        memory: 8.0,
+        disk: 80,
+        cpu_type: "shared",
+        monthly_eur: 6.49,
+        architecture: "arm",
     },
 ];
 
-/// Hetzner's public system images, by name.
-pub const IMAGES: &[(u64, &str, &str, &str, &str)] = &[
-    // (id, name, description, os_flavor, os_version)
-    (161547269, "ubuntu-24.04", "Ubuntu 24.04", "ubuntu", "24.04"),
-    (103908070, "ubuntu-22.04", "Ubuntu 22.04", "ubuntu", "22.04"),
-    (114690387, "debian-12", "Debian 12", "debian", "12"),
-    (202005010, "debian-13", "Debian 13", "debian", "13"),
-    (222974582, "fedora-42", "Fedora 42", "fedora", "42"),
-    (76766499, "rocky-9", "Rocky Linux 9", "rocky", "9"),
-    (76766469, "alma-9", "AlmaLinux 9", "alma", "9"),
+/// Hetzner's public system images. A name exists once per architecture
+/// (different ids); a server created by name gets its type's architecture.
+pub const IMAGES: &[(u64, &str, &str, &str, &str, &str)] = &[
+    // (id, name, description, os_flavor, os_version, architecture)
+    (
+        161547269,
+        "ubuntu-24.04",
+        "Ubuntu 24.04",
+        "ubuntu",
+        "24.04",
+        "x86",
+    ),
+    (
+        161547270,
+        "ubuntu-24.04",
+        "Ubuntu 24.04",
+        "ubuntu",
+        "24.04",
+        "arm",
+    ),
+    (
+        103908070,
+        "ubuntu-22.04",
+        "Ubuntu 22.04",
+        "ubuntu",
+        "22.04",
+        "x86",
+    ),
+    (
+        103908071,
+        "ubuntu-22.04",
+        "Ubuntu 22.04",
+        "ubuntu",
+        "22.04",
+        "arm",
+    ),
+    (114690387, "debian-12", "Debian 12", "debian", "12", "x86"),
+    (114690389, "debian-12", "Debian 12", "debian", "12", "arm"),
+    (202005010, "debian-13", "Debian 13", "debian", "13", "x86"),
+    (222974582, "fedora-42", "Fedora 42", "fedora", "42", "x86"),
+    (76766499, "rocky-9", "Rocky Linux 9", "rocky", "9", "x86"),
+    (76766469, "alma-9", "AlmaLinux 9", "alma", "9", "x86"),
 ];
 
 pub const CREATED: &str = "2016-01-30T23:55:00+00:00";
@@ -264,18 +328,18 @@ pub fn server_type_json(t: &ServerType) -> Value {
         "description": format!("{} {}", t.name.to_uppercase(), if t.cpu_type == "dedicated" { "Dedicated CPU" } else { "Shared CPU" }),
         "category": if t.cpu_type == "dedicated" { "dedicated_cpu" } else { "cost_optimized" },
         "cores": t.cores, "memory": t.memory, "disk": t.disk, "deprecated": false, "deprecation": null,
-        "prices": prices_json(t), "storage_type": "local", "cpu_type": t.cpu_type, "architecture": "x86",
+        "prices": prices_json(t), "storage_type": "local", "cpu_type": t.cpu_type, "architecture": t.architecture,
         "locations": LOCATIONS.iter().map(|l| json!({"id": l.id, "name": l.name, "deprecation": null})).collect::<Vec<_>>(),
     })
 }
 
-pub fn image_json(img: &(u64, &str, &str, &str, &str)) -> Value {
-    let (id, name, description, flavor, version) = *img;
+pub fn image_json(img: &(u64, &str, &str, &str, &str, &str)) -> Value {
+    let (id, name, description, flavor, version, architecture) = *img;
     json!({
         "id": id, "type": "system", "status": "available", "name": name, "description": description,
         "image_size": null, "disk_size": 5, "created": CREATED, "created_from": null, "bound_to": null,
         "os_flavor": flavor, "os_version": version, "rapid_deploy": true, "protection": {"delete": false},
-        "deprecated": null, "deleted": null, "labels": {}, "architecture": "x86",
+        "deprecated": null, "deleted": null, "labels": {}, "architecture": architecture,
     })
 }
 

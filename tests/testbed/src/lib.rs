@@ -7,6 +7,7 @@
 //! language. The next issue adds test hosts in network namespaces: they plug
 //! into the fake through [`fake::ServerHook`].
 
+pub mod bbb;
 pub mod catalogue;
 pub mod dns;
 pub mod fake;

@@ -4,6 +4,10 @@
 //! `fake-hcloud --hosts netns`, creating a server makes one and deleting the
 //! server removes it. Needs root.
 //!
+//! A host boots what it "is" (see [`TestHost`]): the stock OS of a public
+//! image (no Nix), the NixOS installer after the toy kexec, or the NixOS on
+//! its disk (installed, preinstalled, or a snapshot's copy).
+//!
 //! Traffic only goes to the addresses of these namespaces, on veth links this
 //! module made (10.233.0.0/16, one /30 per host).
 
@@ -62,52 +66,118 @@ impl Provisioning {
     }
 }
 
+/// What a test host runs when it starts: the testbed's stand-in for the
+/// image a server is created from.
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// A public image (`ubuntu-24.04`, `debian-12`): no Nix store, an
+    /// os-release naming that system, the host key where cloud-init puts it.
+    /// `os` is the image's name.
+    Public { os: String },
+    /// NixOS already on its disk (today's static test hosts): an empty
+    /// store that `venue deploy` fills.
+    Installed,
+    /// A copy of this disk (a venue snapshot, see [`NetnsHosts::snapshot_disk`]),
+    /// with the host key and root's keys of the new server's own user_data
+    /// and ssh_keys, as the first-boot unit of modules/hetzner.nix does.
+    FromDisk(PathBuf),
+}
+
 /// One running test host.
+///
+/// The host "boots" in a loop (a supervisor shell in its network namespace):
+/// each boot is a fresh mount namespace in which boot.sh binds what the
+/// host's mode file (`hw/mode`: ubuntu, installer, nixos) says it runs over
+/// /nix, /etc/ssh, /root, /var/lib/venue, /etc/os-release and a
+/// private /run, then runs sshd in the foreground. The toy kexec and reboot
+/// (hosts/testbed/installer.nix) write the next mode and stop sshd; the
+/// supervisor then kills what the boot left and boots again. Layout of
+/// `dir`:
+/// - `hw/`: mode, faults/ (written by tests), kexec/ (what the toy kexec
+///   loaded: the installer's files and the keys it carried); seen by the host
+///   at /run/venue-testbed/hw.
+/// - `disk/`: the installed system's files (nix/, etc/ssh/, root/.ssh/,
+///   var/lib/venue/); seen at /run/venue-testbed/disk (the block device)
+///   and, when the mode is nixos, at /nix, /etc/ssh, /root, … .
+/// - `ubuntu/`, `ram/`: the other two modes' root files (`ram/` is refilled
+///   from `hw/kexec/` at each installer boot).
+/// - `nix` and `var-lib-venue`: links into `disk/`.
 #[derive(Debug)]
 pub struct TestHost {
     pub name: String,
     pub netns: String,
     pub address: Ipv4Addr,
-    /// Its own directory: nix/ (bound over /nix), var-lib-venue/ (over
-    /// /var/lib/venue), etc/ (sshd config and keys).
     pub dir: PathBuf,
     outer: String,
+    supervisor: Mutex<Option<std::process::Child>>,
+}
+
+/// os-release of the installed system (as NixOS writes it) and of the kexec
+/// installer (nixos-images sets VARIANT_ID=installer).
+const NIXOS_RELEASE: &str =
+    "NAME=NixOS\nID=nixos\nVERSION_ID=\"26.05\"\nPRETTY_NAME=\"NixOS 26.05 (venue testbed)\"\n";
+pub const INSTALLER_RELEASE: &str = "NAME=NixOS\nID=nixos\nVARIANT_ID=installer\nVARIANT=\"Installer\"\nVERSION_ID=\"26.05\"\nPRETTY_NAME=\"NixOS 26.05 installer (venue testbed)\"\n";
+
+fn public_release(os: &str) -> String {
+    let (id, version) = os.split_once('-').unwrap_or((os, ""));
+    let name = match id {
+        "ubuntu" => "Ubuntu",
+        "debian" => "Debian GNU/Linux",
+        "fedora" => "Fedora Linux",
+        "rocky" => "Rocky Linux",
+        "alma" => "AlmaLinux",
+        other => other,
+    };
+    format!("NAME=\"{name}\"\nID={id}\nVERSION_ID=\"{version}\"\nPRETTY_NAME=\"{name} {version} (venue testbed)\"\n")
 }
 
 impl TestHost {
     /// Starts host `index` of this process, on the first /30 of
-    /// 10.233.0.0/16 that no link of this machine uses.
+    /// 10.233.0.0/16 that no link of this machine uses, as NixOS with an
+    /// empty store (a preinstalled host).
     pub fn start(
         root: &Path,
         index: u32,
         name: &str,
         provisioning: &Provisioning,
     ) -> Result<TestHost> {
+        Self::start_as(root, index, name, provisioning, &Boot::Installed)
+    }
+
+    /// Starts a host that boots `boot`.
+    pub fn start_as(
+        root: &Path,
+        index: u32,
+        name: &str,
+        provisioning: &Provisioning,
+        boot: &Boot,
+    ) -> Result<TestHost> {
         let id = std::process::id() % 0xffff;
         let netns = format!("venue-{id:x}-{index}");
         // Interface names are at most 15 characters.
         let outer = format!("vo{id:x}x{index}");
         let inner = format!("vi{id:x}x{index}");
-        let (outer_ip, address) = free_link()?;
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || name.is_empty() {
             bail!("test host name {name:?}: only letters, digits and '-' (it names a directory and goes into a shell command)");
         }
+        // Other test processes pick links too: one at a time, from the scan
+        // until the link's address is on this machine for the next scan to see.
+        let links = links_lock()?;
+        let (outer_ip, address) = free_link()?;
         // Made before the host exists: if the name is taken (another test
         // process), fail without Drop touching the other's namespace.
         run("ip", &["netns", "add", &netns])?;
         let dir = root.join(name);
-        let etc = dir.join("etc");
-        for d in [dir.join("nix"), dir.join("var-lib-venue"), etc.clone()] {
-            std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
-        }
         let host = TestHost {
             name: name.to_owned(),
             netns: netns.clone(),
             address,
             dir: dir.clone(),
             outer: outer.clone(),
+            supervisor: Mutex::new(None),
         };
         // From here on, Drop cleans up whatever part was made.
+        host.lay_out(provisioning, boot)?;
         run(
             "ip",
             &[
@@ -120,6 +190,7 @@ impl TestHost {
             &["addr", "add", &format!("{outer_ip}/30"), "dev", &outer],
         )?;
         run("ip", &["link", "set", &outer, "up"])?;
+        drop(links);
         let in_ns = |args: &[&str]| -> Result<()> {
             let mut all = vec!["netns", "exec", &netns];
             all.extend_from_slice(args);
@@ -128,53 +199,148 @@ impl TestHost {
         in_ns(&["ip", "addr", "add", &format!("{address}/30"), "dev", &inner])?;
         in_ns(&["ip", "link", "set", &inner, "up"])?;
         in_ns(&["ip", "link", "set", "lo", "up"])?;
+        // Hosts reach each other (the portal polls the BBB hosts) through
+        // the machine, which forwards between the links; nothing beyond.
+        in_ns(&[
+            "ip",
+            "route",
+            "add",
+            "10.233.0.0/16",
+            "via",
+            &outer_ip.to_string(),
+        ])?;
 
-        write_private(
-            &etc.join("ssh_host_ed25519_key"),
-            &provisioning.host_key_private,
-        )?;
         std::fs::write(
-            etc.join("authorized_keys"),
-            provisioning.authorized_keys.join("\n") + "\n",
-        )?;
-        let pid_file = dir.join("sshd.pid");
-        std::fs::write(
-            etc.join("sshd_config"),
+            dir.join("etc/sshd_config"),
             format!(
-                "ListenAddress {address}:22\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
+                "ListenAddress {address}:22\nHostKey /etc/ssh/ssh_host_ed25519_key\nPidFile /run/sshd.pid\n\
+                 AuthorizedKeysFile /root/.ssh/authorized_keys\n\
                  StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nSetEnv NIX_CONF_DIR={}\n",
-                etc.join("ssh_host_ed25519_key").display(),
-                pid_file.display(),
-                etc.join("authorized_keys").display(),
-                etc.join("nix").display(),
+                dir.join("etc/nix").display(),
             ),
         )?;
         // No binary cache can be reached from here: without this, every
         // substitution attempt would retry against cache.nixos.org.
-        std::fs::create_dir_all(etc.join("nix"))?;
-        std::fs::write(etc.join("nix/nix.conf"), "sandbox = false\nbuild-users-group =\nsubstituters =\nexperimental-features = nix-command\n")?;
-        std::fs::create_dir_all("/run/sshd")?;
-        std::fs::create_dir_all("/var/lib/venue")?;
-        let script = format!(
-            "mount --bind {nix} /nix && mount --bind {lib} /var/lib/venue && hostname {name} && exec /usr/sbin/sshd -f {conf}",
-            nix = dir.join("nix").display(),
-            lib = dir.join("var-lib-venue").display(),
-            conf = etc.join("sshd_config").display(),
+        std::fs::create_dir_all(dir.join("etc/nix"))?;
+        std::fs::write(dir.join("etc/nix/nix.conf"), "sandbox = false\nbuild-users-group =\nsubstituters =\nexperimental-features = nix-command\n")?;
+        // Mount points the boots bind over (harmless on the machine).
+        for d in ["/var/lib/venue", "/etc/ssh", "/mnt", "/nix"] {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(dir.join("boot.sh"), boot_script(&dir, name))?;
+        let missing = dir.join("etc/not-installed");
+        std::fs::write(
+            &missing,
+            "#!/bin/sh\necho \"sh: $(basename \"$0\"): command not found\" >&2\nexit 127\n",
+        )?;
+        std::fs::set_permissions(
+            &missing,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        let supervisor = format!(
+            "while [ ! -e {d}/hw/off ]; do \
+               unshare --mount --uts --propagation private sh {d}/boot.sh >>{d}/boot.log 2>&1; \
+               for p in $(ip netns pids {netns}); do [ \"$p\" = $$ ] || kill -KILL \"$p\" 2>/dev/null; done; \
+               sleep 0.1; \
+             done",
+            d = dir.display(),
         );
-        in_ns(&[
-            "unshare",
-            "--mount",
-            "--uts",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-        ])?;
-        wait_listening(SocketAddr::from((address, 22)), Duration::from_secs(5))
-            .with_context(|| format!("sshd of test host {name}"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns, "sh", "-c", &supervisor])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("start the host's boot loop")?;
+        *host.supervisor.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        wait_listening(SocketAddr::from((address, 22)), Duration::from_secs(5)).with_context(
+            || {
+                format!(
+                    "sshd of test host {name}: {}",
+                    std::fs::read_to_string(dir.join("boot.log")).unwrap_or_default()
+                )
+            },
+        )?;
         Ok(host)
+    }
+
+    /// Writes the host's files for its first boot.
+    fn lay_out(&self, provisioning: &Provisioning, boot: &Boot) -> Result<()> {
+        let dir = &self.dir;
+        for d in ["etc", "hw/faults", "hw/kexec", "ubuntu", "ram", "mnt-empty"] {
+            let d = dir.join(d);
+            std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+        }
+        let disk = dir.join("disk");
+        let mode = match boot {
+            Boot::Public { os } => {
+                let u = dir.join("ubuntu");
+                for d in ["nix", "etc/ssh", "root/.ssh", "var/lib/venue"] {
+                    std::fs::create_dir_all(u.join(d))?;
+                }
+                std::fs::write(dir.join("etc/os-release-ubuntu"), public_release(os))?;
+                write_keys(&u, provisioning)?;
+                std::fs::create_dir_all(&disk)?;
+                "ubuntu"
+            }
+            Boot::Installed => {
+                write_keys(&disk, provisioning)?;
+                "nixos"
+            }
+            Boot::FromDisk(image) => {
+                copy_tree(image, &disk)?;
+                write_keys(&disk, provisioning)?;
+                "nixos"
+            }
+        };
+        for d in ["nix", "var/lib/venue"] {
+            std::fs::create_dir_all(disk.join(d))?;
+        }
+        std::fs::write(dir.join("etc/os-release-nixos"), NIXOS_RELEASE)?;
+        std::fs::write(dir.join("hw/mode"), format!("{mode}\n"))?;
+        // Tests read a host's store and state where they always were.
+        std::os::unix::fs::symlink("disk/nix", dir.join("nix"))?;
+        std::os::unix::fs::symlink("disk/var/lib/venue", dir.join("var-lib-venue"))?;
+        Ok(())
+    }
+
+    /// What the host runs now: `ubuntu`, `installer` or `nixos`.
+    pub fn mode(&self) -> String {
+        std::fs::read_to_string(self.dir.join("hw/mode"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    /// Arms a fault of the toy installer (hosts/testbed/installer.nix):
+    /// `kexec-silent` (content: how many times; empty: always),
+    /// `kexec-new-key`, `block-<step>-before|after`.
+    pub fn set_fault(&self, fault: &str, content: &str) -> Result<()> {
+        std::fs::write(self.dir.join("hw/faults").join(fault), content)?;
+        Ok(())
+    }
+
+    pub fn clear_fault(&self, fault: &str) {
+        let _ = std::fs::remove_file(self.dir.join("hw/faults").join(fault));
+    }
+
+    /// True once a toy step blocked on the fault `block-…`.
+    pub fn reached(&self, fault: &str) -> bool {
+        self.dir
+            .join("hw")
+            .join(format!("reached-{fault}"))
+            .exists()
+    }
+
+    /// The installed system's files (the "disk").
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk")
+    }
+
+    /// The installer's RAM: its store and what the toy kexec carried.
+    pub fn ram(&self) -> PathBuf {
+        self.dir.join("ram")
     }
 
     /// Bytes the machine has sent to this host over its link.
@@ -194,6 +360,17 @@ impl TestHost {
     }
 
     fn stop(&self) {
+        // The boot loop first, so that it boots nothing more.
+        let _ = std::fs::write(self.dir.join("hw/off"), "");
+        if let Some(mut child) = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         // Everything the host started (sshd, its services) lives in its namespace.
         if let Ok(out) = Command::new("ip")
             .args(["netns", "pids", &self.netns])
@@ -246,9 +423,21 @@ impl NetnsHosts {
         })
     }
 
+    /// A host with NixOS already installed (an empty store): a static host.
     pub fn create(&self, name: &str, provisioning: &Provisioning) -> Result<Ipv4Addr> {
+        self.create_as(name, provisioning, &Boot::Installed)
+    }
+
+    /// A host that boots `boot` (a public image, an installed system, or a
+    /// copy of a snapshot's disk).
+    pub fn create_as(
+        &self,
+        name: &str,
+        provisioning: &Provisioning,
+        boot: &Boot,
+    ) -> Result<Ipv4Addr> {
         let index = NEXT_HOST.fetch_add(1, Ordering::SeqCst);
-        let host = TestHost::start(&self.root, index, name, provisioning)?;
+        let host = TestHost::start_as(&self.root, index, name, provisioning, boot)?;
         let address = host.address;
         self.hosts
             .lock()
@@ -279,6 +468,24 @@ impl NetnsHosts {
         self.hosts.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
+    /// Copies the disk of host `name` (what its installed system wrote)
+    /// to `dest`, which must not exist; returns its size in bytes.
+    pub fn snapshot_disk(&self, name: &str, dest: &Path) -> Result<u64> {
+        let disk = self
+            .with_host(name, |h| h.disk())
+            .with_context(|| format!("no test host named {name}"))?;
+        if dest.exists() {
+            bail!("{} exists already", dest.display());
+        }
+        copy_tree(&disk, dest)?;
+        disk_usage(dest)
+    }
+
+    /// Where the disk of the snapshot image `id` is kept.
+    pub fn image_dir(&self, id: u64) -> PathBuf {
+        self.root.join("images").join(id.to_string())
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.hosts
             .lock()
@@ -291,6 +498,8 @@ impl NetnsHosts {
 
 /// `fake-hcloud --hosts netns`: every created server becomes a test host,
 /// provisioned from its user_data and ssh_keys; deleting it removes the host.
+/// A server of a public image boots that system (no Nix); one of a snapshot
+/// boots a copy of the snapshot's disk.
 impl ServerHook for NetnsHosts {
     fn create(&self, server: &NewServer) -> Result<Addresses, String> {
         let provisioning = Provisioning::from_user_data(
@@ -298,8 +507,14 @@ impl ServerHook for NetnsHosts {
             server.authorized_keys.clone(),
         )
         .map_err(|e| format!("test host {}: {e:#}", server.name))?;
+        let boot = match server.snapshot {
+            Some(id) => Boot::FromDisk(self.image_dir(id)),
+            None => Boot::Public {
+                os: server.image.clone(),
+            },
+        };
         let ipv4 = self
-            .create(&server.name, &provisioning)
+            .create_as(&server.name, &provisioning, &boot)
             .map_err(|e| format!("test host {}: {e:#}", server.name))?;
         Ok(Addresses {
             ipv4: ipv4.to_string(),
@@ -309,6 +524,18 @@ impl ServerHook for NetnsHosts {
 
     fn deleted(&self, name: &str) {
         self.delete(name);
+    }
+
+    fn snapshot(&self, server: &str, image: u64) -> Result<Option<u64>, String> {
+        let dest = self.image_dir(image);
+        std::fs::create_dir_all(self.root.join("images")).map_err(|e| e.to_string())?;
+        self.snapshot_disk(server, &dest)
+            .map(Some)
+            .map_err(|e| format!("snapshot of test host {server}: {e:#}"))
+    }
+
+    fn image_deleted(&self, image: u64) {
+        let _ = std::fs::remove_dir_all(self.image_dir(image));
     }
 }
 
@@ -359,6 +586,20 @@ fn free_link() -> Result<(Ipv4Addr, Ipv4Addr)> {
     bail!("no free /30 left in 10.233.0.0/16")
 }
 
+/// A lock shared by every process on the machine that makes test hosts.
+fn links_lock() -> Result<std::fs::File> {
+    let path = std::env::temp_dir().join("venue-testbed-links.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("lock {}", path.display()))?;
+    Ok(file)
+}
+
 /// Links handed out by this process but perhaps not configured yet.
 static RESERVED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -375,6 +616,109 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One boot of a test host: see [`TestHost`].
+fn boot_script(dir: &Path, name: &str) -> String {
+    format!(
+        r#"# One boot of test host {name}: what hw/mode says it runs.
+set -e
+D={d}
+mode=$(cat $D/hw/mode)
+echo "$(date +%T.%N) booting $mode"
+case $mode in
+  ubuntu) root=$D/ubuntu ;;
+  installer)
+    # RAM is empty at boot; the kexec'd initrd fills it.
+    rm -rf $D/ram && cp -a $D/hw/kexec $D/ram
+    root=$D/ram ;;
+  nixos) root=$D/disk ;;
+  *) echo "unknown mode $mode"; sleep 1; exit 1 ;;
+esac
+mkdir -p $root/nix $root/etc/ssh $root/root/.ssh $root/var/lib/venue
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/sshd /run/venue-testbed/hw /run/venue-testbed/disk
+mount --bind $D/hw /run/venue-testbed/hw
+mount --bind $D/disk /run/venue-testbed/disk
+mount --bind $root/nix /nix
+mount --bind $root/etc/ssh /etc/ssh
+mount --bind $root/root /root
+mount --bind $root/var/lib/venue /var/lib/venue
+mount --bind $D/mnt-empty /mnt
+case $mode in
+  ubuntu)
+    # No Nix on a stock image: the machine's nix commands are not found.
+    for f in /usr/bin/nix /usr/bin/nix-*; do
+      [ -e "$f" ] && mount --bind $D/etc/not-installed "$f"
+    done
+    mount --bind $D/etc/os-release-$mode /etc/os-release ;;
+  installer)
+    mount --bind $root/etc/os-release /etc/os-release
+    ln -s $root/system /run/current-system ;;
+  *)
+    mount --bind $D/etc/os-release-$mode /etc/os-release
+    # The boot loader starts what the system profile names.
+    if [ -e /nix/var/nix/profiles/system ]; then
+      ln -s "$(readlink -f /nix/var/nix/profiles/system)" /run/current-system
+    fi ;;
+esac
+hostname {name}
+exec /usr/sbin/sshd -D -e -f $D/etc/sshd_config
+"#,
+        d = dir.display(),
+    )
+}
+
+/// The host key from user_data and root's keys from the cloud's ssh_keys,
+/// where the system's sshd reads them, under `root`.
+fn write_keys(root: &Path, provisioning: &Provisioning) -> Result<()> {
+    std::fs::create_dir_all(root.join("etc/ssh"))?;
+    std::fs::create_dir_all(root.join("root/.ssh"))?;
+    write_private(
+        &root.join("etc/ssh/ssh_host_ed25519_key"),
+        &provisioning.host_key_private,
+    )?;
+    std::fs::write(
+        root.join("root/.ssh/authorized_keys"),
+        provisioning.authorized_keys.join("\n") + "\n",
+    )?;
+    Ok(())
+}
+
+/// `cp -a`: modes, links and the store's read-only files as they are.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    if !from.is_dir() {
+        bail!("{} is not a directory", from.display());
+    }
+    std::fs::create_dir_all(to)?;
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .output()
+        .context("run cp")?;
+    if !out.status.success() {
+        bail!(
+            "cp -a {} {}: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn disk_usage(dir: &Path) -> Result<u64> {
+    let out = Command::new("du")
+        .args(["-sb"])
+        .arg(dir)
+        .output()
+        .context("run du")?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("du -sb {}", dir.display()))
 }
 
 fn write_private(path: &Path, content: &str) -> Result<()> {

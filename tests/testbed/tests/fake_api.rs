@@ -89,7 +89,12 @@ async fn a_session_follows_the_spec() {
         let (s, v) = api.call("GET", path, None).await;
         assert_eq!(s, 200, "{path}: {v}");
     }
+    // One image per architecture under one name, as on Hetzner.
     let (_, imgs) = api.call("GET", "/images?name=ubuntu-24.04", None).await;
+    assert_eq!(imgs["images"].as_array().unwrap().len(), 2);
+    let (_, imgs) = api
+        .call("GET", "/images?name=ubuntu-24.04&architecture=x86", None)
+        .await;
     assert_eq!(imgs["images"].as_array().unwrap().len(), 1);
 
     let (s, key) = api
@@ -319,6 +324,243 @@ async fn a_session_follows_the_spec() {
         (401, Some("unauthorized"))
     );
 
+    check_all(&fake);
+}
+
+/// Snapshots: power off, create_image (labels, `creating` → `available`),
+/// the lock while it runs, list filters, a server booted from the snapshot,
+/// deletion while in use, a failed create_image, and the spec over it all.
+#[tokio::test]
+async fn snapshots_are_made_listed_booted_and_deleted() {
+    let (url, fake) = FakeCloud::start(FakeConfig::default());
+    let api = Api::new(&url, &fake.token());
+    let server = |name: &str, ty: &str, image: &str| {
+        json!({"name": name, "server_type": ty, "image": image, "location": "fsn1",
+               "start_after_create": true, "labels": {"venue/build": "x86"}})
+    };
+    let (s, v) = api
+        .call(
+            "POST",
+            "/servers",
+            Some(server("builder", "cx23", "ubuntu-24.04")),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let sid = v["server"]["id"].as_u64().unwrap();
+    let labels = json!({"venue/image": "0123456789abcdefghijklmnopqrstuv", "venue/arch": "x86"});
+    let create_image = |labels: Value| {
+        let path = format!("/servers/{sid}/actions/create_image");
+        let api = &api;
+        async move {
+            api.call(
+                "POST",
+                &path,
+                Some(json!({"type": "snapshot", "description": "venue base", "labels": labels})),
+            )
+            .await
+        }
+    };
+    // Still being created: the server is locked.
+    let (s, v) = create_image(labels.clone()).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (423, Some("locked")),
+        "{v}"
+    );
+    for _ in 0..100 {
+        let (_, v) = api.call("GET", &format!("/servers/{sid}"), None).await;
+        if v["server"]["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (s, v) = api
+        .call("POST", &format!("/servers/{sid}/actions/poweroff"), None)
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["action"]["command"], "stop_server");
+    wait_actions(&api, &[v["action"]["id"].as_u64().unwrap()]).await;
+    let (_, v) = api.call("GET", &format!("/servers/{sid}"), None).await;
+    assert_eq!(v["server"]["status"], "off");
+
+    let (s, v) = create_image(labels.clone()).await;
+    assert_eq!(s, 201, "{v}");
+    let image = v["image"].clone();
+    let iid = image["id"].as_u64().unwrap();
+    assert_eq!(
+        (image["type"].as_str(), image["status"].as_str()),
+        (Some("snapshot"), Some("creating"))
+    );
+    assert_eq!(image["created_from"], json!({"id": sid, "name": "builder"}));
+    assert_eq!(image["architecture"], "x86");
+    assert_eq!(image["labels"], labels);
+    // The server is locked while its disk is copied.
+    let (s, e) = api.call("DELETE", &format!("/servers/{sid}"), None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (423, Some("locked")));
+    let (s, e) = api
+        .call(
+            "POST",
+            "/servers",
+            Some(server("early", "cx23", &iid.to_string())),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("invalid_input")),
+        "a creating image boots nothing"
+    );
+    let done = wait_actions(&api, &[v["action"]["id"].as_u64().unwrap()]).await;
+    assert_eq!(done[0]["status"], "success");
+    assert_eq!(done[0]["command"], "create_image");
+    let (_, v) = api.call("GET", &format!("/images/{iid}"), None).await;
+    assert_eq!(v["image"]["status"], "available");
+    assert!(v["image"]["image_size"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["image"]["disk_size"], 40);
+
+    // Filters: type, label selector, architecture, status; sorting.
+    let count = |v: &Value| v["images"].as_array().unwrap().len();
+    let sel = form_urlencoded::byte_serialize(
+        b"venue/image=0123456789abcdefghijklmnopqrstuv,venue/arch=x86",
+    )
+    .collect::<String>();
+    for (query, n) in [
+        ("type=snapshot".to_owned(), 1),
+        ("type=system&type=snapshot".to_owned(), 11),
+        (
+            format!("type=snapshot&label_selector={sel}&architecture=x86"),
+            1,
+        ),
+        (
+            format!("type=snapshot&label_selector={sel}&architecture=arm"),
+            0,
+        ),
+        ("type=snapshot&status=creating".to_owned(), 0),
+        ("type=snapshot&status=available".to_owned(), 1),
+        ("label_selector=venue%2Fimage%3Dother".to_owned(), 0),
+    ] {
+        let (s, v) = api.call("GET", &format!("/images?{query}"), None).await;
+        assert_eq!((s, count(&v)), (200, n), "{query}: {v}");
+    }
+    let (s, v) = api.call("GET", "/images?architecture=mips", None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+
+    // Labels and description can change; system images cannot.
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("/images/{iid}"),
+            Some(json!({"description": "renamed", "labels": {"venue/image": "x"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["image"]["description"], "renamed");
+    assert_eq!(v["image"]["labels"], json!({"venue/image": "x"}));
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/images/161547269",
+            Some(json!({"description": "mine"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // A server boots from the snapshot, of the same architecture only.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/servers",
+            Some(server("from-snap", "cx33", &iid.to_string())),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["server"]["image"]["id"], iid);
+    assert_eq!(v["server"]["image"]["type"], "snapshot");
+    let booted = v["server"]["id"].as_u64().unwrap();
+    let (s, v) = api
+        .call(
+            "POST",
+            "/servers",
+            Some(server("arm", "cax11", &iid.to_string())),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{v}"
+    );
+    let (s, v) = api
+        .call(
+            "POST",
+            "/servers",
+            Some(server("arm", "cax11", "ubuntu-24.04")),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["server"]["image"]["architecture"], "arm");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/servers/999999/actions/create_image",
+            Some(json!({"type": "snapshot"})),
+        )
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")));
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/servers/{sid}/actions/create_image"),
+            Some(json!({"type": "backup"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+
+    // A second snapshot is newer: sort=created:desc / id:desc put it first.
+    let (s, v) = create_image(json!({"venue/image": "x"})).await;
+    assert_eq!(s, 201, "{v}");
+    let second = v["image"]["id"].as_u64().unwrap();
+    wait_actions(&api, &[v["action"]["id"].as_u64().unwrap()]).await;
+    let (_, v) = api
+        .call("GET", "/images?type=snapshot&sort=id:desc", None)
+        .await;
+    assert_eq!(v["images"][0]["id"], second);
+    let (_, v) = api.call("GET", "/images?type=snapshot&sort=id", None).await;
+    assert_eq!(v["images"][0]["id"], iid);
+
+    // A failed create_image leaves no image.
+    fake.fail_next_actions(1);
+    let (s, v) = create_image(json!({})).await;
+    assert_eq!(s, 201, "{v}");
+    let doomed = v["image"]["id"].as_u64().unwrap();
+    let done = wait_actions(&api, &[v["action"]["id"].as_u64().unwrap()]).await;
+    assert_eq!(done[0]["status"], "error");
+    assert_eq!(
+        api.call("GET", &format!("/images/{doomed}"), None).await.0,
+        404
+    );
+
+    // Deleting a snapshot in use: the server keeps running, its image is gone.
+    assert_eq!(
+        api.call("DELETE", &format!("/images/{iid}"), None).await.0,
+        204
+    );
+    let (_, v) = api.call("GET", &format!("/servers/{booted}"), None).await;
+    assert!(v["server"]["image"].is_null(), "{v}");
+    assert_eq!(
+        api.call("GET", &format!("/images/{iid}"), None).await.0,
+        404
+    );
+    assert_eq!(
+        api.call("DELETE", &format!("/images/{iid}"), None).await.0,
+        404
+    );
+    assert_eq!(api.call("DELETE", "/images/161547269", None).await.0, 403);
+    assert_eq!(fake.with_state(|s| s.images().len()), 1);
     check_all(&fake);
 }
 

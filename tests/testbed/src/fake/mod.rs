@@ -48,7 +48,11 @@ pub struct NewServer {
     pub serial: u64,
     pub server_type: String,
     pub location: String,
+    /// The image's name (system images), else its id.
     pub image: String,
+    /// The snapshot image the server boots from (its disk was copied by
+    /// [`ServerHook::snapshot`]), or None for a public system image.
+    pub snapshot: Option<u64>,
     /// cloud-init user data as sent (venue's carries the pinned host key).
     pub user_data: Option<String>,
     /// Public halves of the request's `ssh_keys`, which the real cloud puts
@@ -61,9 +65,17 @@ pub struct NewServer {
 /// the testbed's network-namespace hosts plug in here: `create` runs while
 /// the API answers the create request (an error answers 503
 /// `resource_unavailable`), `deleted` when the server's delete action ends.
+/// `snapshot` runs while the API answers a create_image request (it copies
+/// the server's disk; an error answers 503 `resource_unavailable`; the
+/// answer is the image size in bytes, or None to let the fake estimate it),
+/// `image_deleted` when the image is deleted.
 pub trait ServerHook: Send + Sync {
     fn create(&self, server: &NewServer) -> Result<Addresses, String>;
     fn deleted(&self, _name: &str) {}
+    fn snapshot(&self, _server: &str, _image: u64) -> Result<Option<u64>, String> {
+        Ok(None)
+    }
+    fn image_deleted(&self, _image: u64) {}
 }
 
 pub struct DocAddresses;

@@ -14,6 +14,7 @@ use super::ServerHook;
 use crate::catalogue::{self, Location};
 use crate::selector::Selector;
 
+mod images;
 mod zones;
 pub use zones::DnsLookup;
 
@@ -44,6 +45,9 @@ enum Effect {
     ServerUp(u64),
     ServerGone(u64),
     PowerOn(u64),
+    PowerOff(u64),
+    /// A snapshot image becomes available (or, if the action fails, goes).
+    ImageReady(u64, f64),
     Nothing,
 }
 
@@ -61,6 +65,8 @@ pub struct State {
     ssh_keys: BTreeMap<u64, Value>,
     firewalls: BTreeMap<u64, Value>,
     primary_ips: BTreeMap<u64, Value>,
+    /// Snapshot images made with create_image (system images are the catalogue's).
+    images: BTreeMap<u64, Value>,
     /// DNS zones by id, and their record sets by (zone id, name, type).
     zones: BTreeMap<u64, Value>,
     rrsets: BTreeMap<(u64, String, String), Value>,
@@ -175,6 +181,7 @@ impl State {
             ssh_keys: BTreeMap::new(),
             firewalls: BTreeMap::new(),
             primary_ips: BTreeMap::new(),
+            images: BTreeMap::new(),
             zones: BTreeMap::new(),
             rrsets: BTreeMap::new(),
             action_duration,
@@ -255,6 +262,10 @@ impl State {
                 (Effect::ServerUp(s), true) => self.set_status(s, "off"),
                 (Effect::ServerGone(s), false) => self.remove_server(s),
                 (Effect::ServerGone(s), true) => self.set_status(s, "running"),
+                (Effect::PowerOff(s), false) => self.set_status(s, "off"),
+                (Effect::PowerOff(s), true) => self.set_status(s, "running"),
+                (Effect::ImageReady(i, gb), false) => self.image_ready(i, gb),
+                (Effect::ImageReady(i, _), true) => self.image_failed(i),
                 _ => {}
             }
         }
@@ -335,15 +346,7 @@ impl State {
                 "server_types",
                 |_| true,
             ),
-            ("GET", ["images"]) => {
-                let ty = q(query, "type").map(str::to_owned);
-                list(
-                    catalogue::IMAGES.iter().map(catalogue::image_json),
-                    query,
-                    "images",
-                    move |v| ty.as_deref().is_none_or(|t| v["type"] == t),
-                )
-            }
+            (_, ["images", ..]) => self.answer_images(method, &seg, query, body),
             ("GET", ["pricing"]) => (200, catalogue::pricing_json()),
             ("GET", ["actions"]) => {
                 let ids: Vec<u64> = query
@@ -384,11 +387,30 @@ impl State {
                 let Some(sid) = id(1).filter(|i| self.servers.contains_key(i)) else {
                     return not_found("server");
                 };
+                if self.imaging(sid) {
+                    return error(
+                        423,
+                        "locked",
+                        "server is locked by a running create_image action",
+                    );
+                }
                 self.set_status(sid, "deleting");
                 let action =
                     self.action("delete_server", &[(sid, "server")], Effect::ServerGone(sid));
                 (200, json!({"action": action}))
             }
+            ("POST", ["servers", _, "actions", "poweroff"]) => {
+                let Some(sid) = id(1).filter(|i| self.servers.contains_key(i)) else {
+                    return not_found("server");
+                };
+                self.set_status(sid, "stopping");
+                let action = self.action("stop_server", &[(sid, "server")], Effect::PowerOff(sid));
+                (201, json!({"action": action}))
+            }
+            ("POST", ["servers", _, "actions", "create_image"]) => match id(1) {
+                Some(sid) => self.create_image(sid, body),
+                None => not_found("server"),
+            },
             ("POST", ["servers", _, "actions", "poweron"]) => {
                 let Some(sid) = id(1).filter(|i| self.servers.contains_key(i)) else {
                     return not_found("server");
@@ -527,11 +549,9 @@ impl State {
             return invalid("unknown server_type");
         };
         let image_ref = body["image"].as_str().unwrap_or("");
-        let Some(image) = catalogue::IMAGES
-            .iter()
-            .find(|i| i.1 == image_ref || i.0.to_string() == image_ref)
-        else {
-            return invalid(format!("image {image_ref:?} not found"));
+        let (image, snapshot) = match self.image_for_server(image_ref, st.architecture) {
+            Ok(i) => i,
+            Err(e) => return e,
         };
         let loc: &Location = match body["location"].as_str() {
             None => &catalogue::LOCATIONS[0],
@@ -583,7 +603,11 @@ impl State {
             serial,
             server_type: st.name.to_owned(),
             location: loc.name.to_owned(),
-            image: image.1.to_owned(),
+            image: image["name"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| image["id"].to_string()),
+            snapshot,
             user_data: body["user_data"].as_str().map(str::to_owned),
             authorized_keys,
             labels: labels.as_object().cloned().unwrap_or_default(),
@@ -625,7 +649,7 @@ impl State {
             "id": id, "name": name, "status": "initializing", "created": created,
             "public_net": {"ipv4": ipv4, "ipv6": ipv6, "floating_ips": [], "firewalls": firewalls.iter().map(|f| json!({"id": f, "status": "applied"})).collect::<Vec<_>>()},
             "private_net": [], "server_type": catalogue::server_type_json(st), "datacenter": catalogue::datacenter_json(loc),
-            "location": catalogue::location_json(loc), "image": catalogue::image_json(image), "iso": null,
+            "location": catalogue::location_json(loc), "image": image, "iso": null,
             "rescue_enabled": false, "locked": false, "backup_window": null, "outgoing_traffic": null, "ingoing_traffic": null,
             "included_traffic": 21_990_232_555_520u64, "protection": {"delete": false, "rebuild": false}, "labels": labels,
             "volumes": [], "load_balancers": [], "primary_disk_size": st.disk, "placement_group": null,

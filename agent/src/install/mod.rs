@@ -1,0 +1,441 @@
+//! The install phase: rented servers that boot a stock image (Ubuntu) become
+//! NixOS over the pinned SSH, between provisioning and deploying. These are
+//! nixos-anywhere's steps, done here because nixos-anywhere turns host key
+//! checking off: kexec into a NixOS installer, partition with disko, copy the
+//! system into /mnt, nixos-install, put the pinned host key in place, reboot.
+//! Every connection checks the pinned key; a host that presents another key
+//! gets nothing more.
+//!
+//! Resumable from what the host is (detect.rs): another OS → kexec; the
+//! installer → partition and on; NixOS → done ("already", or "snapshot" for
+//! a server booted from a venue image).
+
+pub mod artifacts;
+pub mod detect;
+pub mod disk;
+pub mod kexec;
+pub mod report;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::deploy::ssh::{ConnectError, PinnedKey, Ssh};
+use crate::deploy::Host;
+use detect::Found;
+
+/// One server to install.
+#[derive(Clone)]
+pub struct Target {
+    pub host: Host,
+    /// The pinned host key's private half (`venue up` generated it and gave
+    /// it to the server in user_data): written to the installed system, so
+    /// the key stays the same across the install. Never printed.
+    pub host_key_private: String,
+    /// Root's authorized key on the installed system (the deploy key).
+    pub authorized_key: String,
+    /// The system toplevel to install (the one deploy activates).
+    pub system: PathBuf,
+    /// The server was created from a venue snapshot.
+    pub from_snapshot: bool,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host.name)
+            .field("system", &self.system)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub user: String,
+    pub identity: PathBuf,
+    /// Where per-host known_hosts files go (the event's state dir).
+    pub work_dir: PathBuf,
+    pub concurrency: usize,
+    /// How long a booting server (or installer, or installed system) may
+    /// take to answer SSH.
+    pub boot_wait: Duration,
+    /// How long the old system may go on answering after kexec/run before
+    /// the kexec counts as failed (nixos-images kexecs after 6 s).
+    pub kexec_wait: Duration,
+    /// Reboot into the installed system and check it. Off only for
+    /// `venue machine install --no-reboot` (the VM test boots the disk itself).
+    pub reboot: bool,
+}
+
+/// How a host got NixOS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum How {
+    /// This run installed it.
+    Installed,
+    /// Booted from a venue snapshot: nothing to install.
+    Snapshot,
+    /// It ran NixOS already (a re-run, or an installed server).
+    Already,
+    /// Not installed: see the message.
+    Failed,
+    /// A host key other than the pinned one answered: nothing was sent.
+    Refused,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub install: How,
+    /// Where the host answers now (a recreated server has a new address).
+    pub address: String,
+    /// The system it runs after the phase, from /run/current-system.
+    pub system: Option<String>,
+    /// Times the server was deleted and created again (kexec never took).
+    pub recreated: u32,
+    /// (phase, seconds), in order.
+    pub phases: Vec<(String, f64)>,
+    pub seconds: f64,
+    pub message: String,
+}
+
+/// Deletes the server `name` and creates it again under the same name,
+/// labels, user_data and keys; returns its new address. From `venue up`'s
+/// cloud code.
+pub type Recreate<'a> = &'a (dyn Fn(&str) -> Result<String> + Sync);
+
+/// Kexec attempts on one server before it is recreated.
+const KEXEC_TRIES: u32 = 2;
+/// Servers made again for one host before giving up.
+const RECREATE_MAX: u32 = 1;
+
+/// Installs every target, `opts.concurrency` at a time, one progress line each.
+pub fn install(
+    targets: &[Target],
+    artifacts: &artifacts::Lazy,
+    opts: &Options,
+    recreate: Option<Recreate<'_>>,
+) -> Vec<HostReport> {
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix:<24} {wide_msg} {elapsed}")
+        .expect("valid template");
+    let next = AtomicUsize::new(0);
+    let reports = Mutex::new(Vec::with_capacity(targets.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..opts.concurrency.clamp(1, targets.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(target) = targets.get(i) else { break };
+                let bar = bars.add(
+                    ProgressBar::new_spinner()
+                        .with_style(style.clone())
+                        .with_prefix(target.host.name.clone()),
+                );
+                bar.enable_steady_tick(Duration::from_millis(120));
+                let report = install_one(target, artifacts, opts, recreate, &bar);
+                bar.finish_with_message(format!("{:?}: {}", report.install, report.message));
+                reports
+                    .lock()
+                    .expect("no panics while holding the lock")
+                    .push(report);
+            });
+        }
+    });
+    let mut reports = reports.into_inner().expect("threads joined");
+    reports.sort_by(|a, b| a.host.cmp(&b.host));
+    reports
+}
+
+/// The phase for one server; never panics, always reports.
+pub fn install_one(
+    target: &Target,
+    artifacts: &artifacts::Lazy,
+    opts: &Options,
+    recreate: Option<Recreate<'_>>,
+    bar: &ProgressBar,
+) -> HostReport {
+    let span = tracing::info_span!("install", host = %target.host.name);
+    let _entered = span.enter();
+    let started = Instant::now();
+    let mut run = Run {
+        host: target.host.clone(),
+        phases: Vec::new(),
+        recreated: 0,
+        bar,
+    };
+    let result = run.steps(target, artifacts, opts, recreate);
+    let (install, system, message) = match result {
+        Ok((how, system)) => {
+            let message = match how {
+                How::Installed => "installed".to_owned(),
+                How::Snapshot => "booted from a venue image".to_owned(),
+                _ => "runs NixOS already".to_owned(),
+            };
+            (how, system, message)
+        }
+        Err(e) => {
+            let refused = e.chain().any(|c| {
+                c.downcast_ref::<ConnectError>()
+                    .is_some_and(|c| matches!(c, ConnectError::WrongHostKey { .. }))
+            });
+            let message = format!("{e:#}");
+            tracing::error!(error = %message, "install failed");
+            (
+                if refused { How::Refused } else { How::Failed },
+                None,
+                message,
+            )
+        }
+    };
+    HostReport {
+        host: target.host.name.clone(),
+        install,
+        address: run.host.address.clone(),
+        system,
+        recreated: run.recreated,
+        phases: run.phases,
+        seconds: round(started.elapsed().as_secs_f64()),
+        message,
+    }
+}
+
+/// One server's install as it goes: where it is, and the phases' times.
+struct Run<'a> {
+    host: Host,
+    phases: Vec<(String, f64)>,
+    recreated: u32,
+    bar: &'a ProgressBar,
+}
+
+impl Run<'_> {
+    /// Times `f` as phase `name`.
+    fn phase<T>(&mut self, name: &str, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.bar.set_message(name.to_owned());
+        let t = Instant::now();
+        let out = f(self);
+        let secs = t.elapsed().as_secs_f64();
+        tracing::debug!(phase = name, secs, ok = out.is_ok(), "install phase");
+        match self.phases.iter_mut().find(|(n, _)| n == name) {
+            Some((_, s)) => *s = round(*s + secs),
+            None => self.phases.push((name.to_owned(), round(secs))),
+        }
+        out
+    }
+
+    fn pinned(&self) -> Result<PinnedKey> {
+        PinnedKey::parse(&self.host.host_key)
+            .with_context(|| format!("the pinned host key of {}", self.host.name))
+    }
+
+    fn connect(&self, opts: &Options, wait: Duration) -> Result<Ssh> {
+        Ok(Ssh::connect(
+            &self.host.address,
+            self.host.port,
+            &self.pinned()?,
+            &opts.user,
+            &opts.identity,
+            wait,
+        )?)
+    }
+
+    fn steps(
+        &mut self,
+        target: &Target,
+        artifacts: &artifacts::Lazy,
+        opts: &Options,
+        recreate: Option<Recreate<'_>>,
+    ) -> Result<(How, Option<String>)> {
+        loop {
+            let found = self.phase("connect", |r| {
+                let ssh = r.connect(opts, opts.boot_wait)?;
+                detect::found(&ssh)
+            })?;
+            match found {
+                Found::Nixos { system } => {
+                    let how = if target.from_snapshot {
+                        How::Snapshot
+                    } else {
+                        How::Already
+                    };
+                    return Ok((how, system));
+                }
+                Found::Installer => {}
+                Found::Gone => anyhow::bail!(
+                    "{}: the connection broke while reading /etc/os-release",
+                    self.host.name
+                ),
+                Found::Other { id } => {
+                    let kexec = self.phase("build installer", |_| artifacts.get())?.kexec;
+                    tracing::info!(os = %id, "not NixOS: kexec into the installer");
+                    let mut took = false;
+                    for attempt in 1..=KEXEC_TRIES {
+                        match self.phase("kexec", |r| kexec::kexec(r, &kexec, opts))? {
+                            kexec::Kexec::Installer => {
+                                took = true;
+                                break;
+                            }
+                            kexec::Kexec::OldSystem => {
+                                tracing::warn!(attempt, "the old system still answers after kexec")
+                            }
+                        }
+                    }
+                    if !took {
+                        let Some(recreate) = recreate.filter(|_| self.recreated < RECREATE_MAX)
+                        else {
+                            anyhow::bail!(
+                                "kexec into the installer failed {KEXEC_TRIES} times (the old system kept answering){}",
+                                if recreate.is_some() { " on a recreated server too" } else { "" }
+                            );
+                        };
+                        let name = self.host.name.clone();
+                        let address = self.phase("recreate", |_| {
+                            recreate(&name).with_context(|| {
+                                format!("recreating {name} after {KEXEC_TRIES} failed kexecs")
+                            })
+                        })?;
+                        self.recreated += 1;
+                        self.host.address = address;
+                        continue;
+                    }
+                }
+            }
+            // The installer answers with the pinned key.
+            let disko = self
+                .phase("build installer", |_| artifacts.get())?
+                .disko
+                .get(&self.host.name)
+                .cloned()
+                .with_context(|| {
+                    format!("the installer has no disko script for {}", self.host.name)
+                })?;
+            let ssh = self.connect(opts, opts.boot_wait)?;
+            self.phase("partition", |r| disk::partition(r, &ssh, &disko, opts))?;
+            self.phase("copy system", |r| disk::copy_system(r, target, opts))?;
+            self.phase("nixos-install", |_| disk::nixos_install(&ssh, target))?;
+            if !opts.reboot {
+                return Ok((How::Installed, None));
+            }
+            self.phase("reboot", |r| disk::reboot(r, ssh, opts))?;
+            let system = self.phase("check", |r| {
+                let ssh = r.connect(opts, opts.boot_wait)?;
+                disk::check_system(&ssh, target)
+            })?;
+            return Ok((How::Installed, Some(system)));
+        }
+    }
+}
+
+fn round(secs: f64) -> f64 {
+    (secs * 10.0).round() / 10.0
+}
+
+/// `VENUE_KEXEC_WAIT_MS`: the testbed's toy kexec takes a second, a real
+/// one six; tests of a kexec that never happens shorten the wait.
+pub fn kexec_wait_from_env() -> Duration {
+    std::env::var("VENUE_KEXEC_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(90))
+}
+
+/// `venue up`'s install phase: every rented server of the fleet (static
+/// hosts are their owners' business) whose system was built. Builds the
+/// kexec tarball and the disko scripts first.
+pub fn for_fleet(
+    event: &conference::Event,
+    state: &crate::commands::state::StateDir,
+    fleet: &crate::commands::fleet::Fleet,
+    prepared: &crate::deploy::command::Prepared,
+    from_snapshot: &[String],
+    recreate: Option<Recreate<'_>>,
+) -> Result<Vec<HostReport>> {
+    use crate::commands::keys;
+    let rented: Vec<&Host> = prepared
+        .hosts
+        .iter()
+        .filter(|h| {
+            fleet
+                .servers
+                .iter()
+                .any(|s| s.name == h.name && !s.is_static)
+                && prepared.systems.contains_key(&h.name)
+        })
+        .collect();
+    if rented.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = rented.iter().map(|h| h.name.clone()).collect();
+    let fleet_json = state.path("fleet.json");
+    // Shown on each waiting host's line as its "build installer" phase.
+    let built = artifacts::Lazy::new(|| {
+        let flake = crate::deploy::command::find_flake(&event.file);
+        artifacts::build(event, &fleet_json, flake.as_deref(), &names)
+    });
+    let deploy_key = keys::deploy_key(state, &event.id)?;
+    let mut targets = Vec::new();
+    for h in rented {
+        targets.push(Target {
+            host: h.clone(),
+            host_key_private: keys::host_key(state, &h.name)?.private,
+            authorized_key: deploy_key.public.clone(),
+            system: prepared.systems[&h.name].clone(),
+            from_snapshot: from_snapshot.contains(&h.name),
+        });
+    }
+    let opts = Options {
+        user: "root".into(),
+        identity: state.path("deploy_ed25519"),
+        work_dir: state.dir.clone(),
+        concurrency: event.deploy.concurrency as usize,
+        boot_wait: Duration::from_secs(10 * 60),
+        kexec_wait: kexec_wait_from_env(),
+        reboot: true,
+    };
+    let reports = install(&targets, &built, &opts, recreate);
+    for r in &reports {
+        state.journal(
+            "install",
+            &format!(
+                "{}: {:?} in {:.1}s {}",
+                r.host, r.install, r.seconds, r.message
+            ),
+        );
+    }
+    Ok(reports)
+}
+
+/// Deploy reports for the hosts whose install failed or was refused: they
+/// are not deployed.
+pub fn not_installed(reports: &[HostReport], hosts: &[Host]) -> Vec<crate::deploy::Report> {
+    use crate::deploy::Outcome;
+    reports
+        .iter()
+        .filter(|r| matches!(r.install, How::Failed | How::Refused))
+        .map(|r| crate::deploy::Report {
+            host: r.host.clone(),
+            roles: hosts
+                .iter()
+                .find(|h| h.name == r.host)
+                .map(|h| h.roles.clone())
+                .unwrap_or_default(),
+            address: r.address.clone(),
+            outcome: if r.install == How::Refused {
+                Outcome::Refused
+            } else {
+                Outcome::Failed
+            },
+            system: None,
+            copied_paths: 0,
+            copied_bytes: 0,
+            secrets: 0,
+            seconds: 0.0,
+            message: format!("install: {}", r.message),
+        })
+        .collect()
+}

@@ -1,0 +1,435 @@
+//! The install phase (issue 10) on real test hosts: fake-hcloud creates
+//! every server of hosts/testbed/event.toml from `ubuntu-24.04`, so each
+//! starts as "Ubuntu" (no Nix, os-release says Ubuntu; tests/testbed/src/netns.rs),
+//! and `venue up` kexecs it into the toy installer, runs the toy disko,
+//! copies the system into /mnt with real Nix, runs the toy nixos-install,
+//! reboots it and deploys (hosts/testbed/installer.nix). Faults live in the
+//! toys, armed per host by the test. Needs root, Nix, sshd, iproute2.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::ok;
+use serde_json::Value;
+use venue_testbed::netns::NetnsHosts;
+use venue_testbed::{FakeCloud, FakeConfig, FakeHandle};
+
+const NIX_CONFIG: &str = "experimental-features = nix-command flakes\nsandbox = false\nbuild-users-group =\nsubstituters =";
+
+struct Bed {
+    dir: PathBuf,
+    hosts: Arc<NetnsHosts>,
+    url: String,
+    fake: FakeHandle,
+    event: String,
+    state: String,
+}
+
+impl Bed {
+    fn new(tag: &str) -> Bed {
+        let dir = common::scratch(tag);
+        let hosts = Arc::new(
+            NetnsHosts::new(&dir.join("hosts"))
+                .expect("test hosts need root: run as root after scripts/install-deps"),
+        );
+        let (url, fake) = FakeCloud::start(FakeConfig {
+            action_duration: Duration::from_millis(50),
+            hook: hosts.clone(),
+            ..FakeConfig::default()
+        });
+        let event = common::example_event("testbed");
+        // Names and certificates are testbed_e2e's subject.
+        let text = std::fs::read_to_string(&event)
+            .unwrap()
+            .replace("[dns]\nzone = \"example.org\"", "");
+        assert!(text.contains("image = \"ubuntu-24.04\"") && !text.contains("[dns]"));
+        assert!(text.contains("installer = \"installer.nix\""));
+        std::fs::write(&event, text).unwrap();
+        let state = dir.join("state").display().to_string();
+        Bed {
+            event: event.display().to_string(),
+            state,
+            dir,
+            hosts,
+            url,
+            fake,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_venue"));
+        c.args(args)
+            .args(["--state", &self.state])
+            .env("HCLOUD_ENDPOINT", &self.url)
+            .env("HCLOUD_TOKEN", "fake-token")
+            .env("VENUE_CLOUD_POLL_MS", "10")
+            .env("VENUE_KEXEC_WAIT_MS", "4000")
+            .env("NIX_CONFIG", NIX_CONFIG)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn venue(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run venue")
+    }
+
+    /// `venue up --json`: its report, and whether it succeeded.
+    fn up(&self) -> (Value, bool, String) {
+        let out = self.venue(&["up", &self.event, "--json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "venue up printed no report ({e}):\n{}\n{stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (v, out.status.success(), stderr)
+    }
+
+    /// The servers exist (all Ubuntu), nothing installed yet.
+    fn rent(&self) -> Vec<String> {
+        ok(&self.venue(&["up", &self.event, "--no-deploy"]));
+        let names = self.hosts.names();
+        assert_eq!(names.len(), 4, "{names:?}");
+        for n in &names {
+            assert_eq!(self.mode(n), "ubuntu", "{n}");
+        }
+        names
+    }
+
+    fn mode(&self, name: &str) -> String {
+        self.hosts.with_host(name, |h| h.mode()).unwrap()
+    }
+
+    fn server_ids(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self.fake.with_state(|s| {
+            s.servers()
+                .iter()
+                .map(|v| {
+                    (
+                        v["name"].as_str().unwrap().to_owned(),
+                        v["id"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        });
+        v.sort();
+        v
+    }
+
+    /// The pinned public host key venue generated for `name`.
+    fn pinned(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(
+            Path::new(&self.state).join(format!("hosts/{name}/ssh_host_ed25519_key.pub")),
+        )
+        .unwrap();
+        let mut parts = text.split_whitespace();
+        format!("{} {}", parts.next().unwrap(), parts.next().unwrap())
+    }
+
+    fn down(&self) {
+        ok(&self.venue(&["down", &self.event, "--yes", "--discard"]));
+        assert_eq!(self.fake.with_state(|s| s.servers().len()), 0);
+        assert_eq!(common::held_count(&self.fake, "testbed"), 0);
+        assert!(self.hosts.names().is_empty());
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.hosts.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The system the disk's profile names (what the toy boot loader starts).
+fn installed_system(disk: &Path) -> Option<String> {
+    let profiles = disk.join("nix/var/nix/profiles");
+    let link = std::fs::read_link(profiles.join("system")).ok()?;
+    let target = std::fs::read_link(profiles.join(link)).ok()?;
+    Some(target.display().to_string())
+}
+
+/// Every regular file under `dir` (following nothing).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn by_host(v: &Value, section: &str) -> std::collections::BTreeMap<String, Value> {
+    v[section]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {section} in {v}"))
+        .iter()
+        .map(|r| (r["host"].as_str().unwrap().to_owned(), r.clone()))
+        .collect()
+}
+
+fn print_seconds(label: &str, v: &Value) {
+    eprintln!("{label}: seconds per phase of venue up: {}", v["seconds"]);
+    for r in v["install"].as_array().into_iter().flatten() {
+        eprintln!(
+            "  {} {} in {}s: {}",
+            r["host"], r["install"], r["seconds"], r["phases"]
+        );
+    }
+}
+
+#[test]
+fn ubuntu_servers_are_installed_deployed_and_taken_down() {
+    let bed = Bed::new("install-e2e");
+    // A stock Ubuntu server has no Nix: deploying to it before the install fails.
+    bed.rent();
+    let early = bed.venue(&["deploy", &bed.event, "--json"]);
+    assert!(!early.status.success());
+    let early: Value = serde_json::from_slice(&early.stdout).unwrap();
+    for r in early.as_array().unwrap() {
+        assert_eq!(r["outcome"], "failed", "{r}");
+        assert!(
+            r["message"].as_str().unwrap().contains("command not found"),
+            "{r}"
+        );
+    }
+    let started = Instant::now();
+    let (v, success, stderr) = bed.up();
+    let up_secs = started.elapsed().as_secs_f64();
+    print_seconds("from Ubuntu", &v);
+    eprintln!("venue up took {up_secs:.1}s");
+    assert!(success, "{v}\n{stderr}");
+    let install = by_host(&v, "install");
+    let deploy = by_host(&v, "deploy");
+    assert_eq!(install.len(), 4, "{v}");
+    for (name, r) in &install {
+        assert_eq!(r["install"], "installed", "{r}");
+        assert_eq!(r["recreated"], 0, "{r}");
+        let d = &deploy[name];
+        assert_eq!(d["outcome"], "healthy", "{d}");
+        // /run/current-system after the reboot was the system deploy activated.
+        assert_eq!(r["system"], d["system"], "{name}");
+        let phases: Vec<&str> = r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_str().unwrap())
+            .collect();
+        for p in [
+            "kexec",
+            "partition",
+            "copy system",
+            "nixos-install",
+            "reboot",
+            "check",
+        ] {
+            assert!(phases.contains(&p), "{name} lacks phase {p}: {phases:?}");
+        }
+        assert_eq!(bed.mode(name), "nixos");
+        let disk = bed.hosts.with_host(name, |h| h.disk()).unwrap();
+        assert_eq!(
+            installed_system(&disk).as_deref(),
+            d["system"].as_str(),
+            "{name}'s disk boots its system"
+        );
+        // The installed system answers with the pinned key (it is the key
+        // the agent connected with): the same one is on its disk.
+        let on_disk =
+            std::fs::read_to_string(disk.join("etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
+        assert_eq!(on_disk.trim(), bed.pinned(name));
+        let mode = std::fs::metadata(disk.join("etc/ssh/ssh_host_ed25519_key"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+    }
+    let ids = bed.server_ids();
+    assert_eq!(ids.len(), 4);
+
+    // Again: every host runs NixOS already; nothing installed or copied.
+    let (again, success, stderr) = bed.up();
+    print_seconds("re-run", &again);
+    assert!(success, "{again}\n{stderr}");
+    for (_, r) in by_host(&again, "install") {
+        assert_eq!(r["install"], "already", "{r}");
+    }
+    for (_, d) in by_host(&again, "deploy") {
+        assert_eq!(d["outcome"], "unchanged", "{d}");
+    }
+    assert_eq!(bed.server_ids(), ids, "no server made again");
+    bed.down();
+}
+
+/// Kills `child` (SIGKILL: a crash, nothing cleaned up).
+fn crash(mut child: Child) {
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_crash_at_each_install_step_then_a_rerun_converges() {
+    let bed = Bed::new("install-crash");
+    let names = bed.rent();
+    let ids = bed.server_ids();
+    // Two crashed runs, each with every host held at another step, then a
+    // clean run: every step boundary is crossed by a crash once.
+    let rounds: [[&str; 4]; 2] = [
+        [
+            "block-kexec-before",
+            "block-disko-before",
+            "block-disko-after",
+            "block-nixos-install-before",
+        ],
+        [
+            "block-nixos-install-after",
+            "block-reboot-before",
+            "block-disko-before",
+            "block-disko-after",
+        ],
+    ];
+    for (round, faults) in rounds.iter().enumerate() {
+        for (name, fault) in names.iter().zip(faults) {
+            bed.hosts
+                .with_host(name, |h| {
+                    // A mark left by the previous round.
+                    let _ = std::fs::remove_file(h.dir.join(format!("hw/reached-{fault}")));
+                    h.set_fault(fault, "")
+                })
+                .unwrap()
+                .unwrap();
+        }
+        let child = bed
+            .command(&["up", &bed.event, "--json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let reached: Vec<bool> = names
+                .iter()
+                .zip(faults)
+                .map(|(n, f)| bed.hosts.with_host(n, |h| h.reached(f)).unwrap())
+                .collect();
+            if reached.iter().all(|r| *r) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: not every host reached its fault: {reached:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        crash(child);
+        for (name, fault) in names.iter().zip(faults) {
+            bed.hosts.with_host(name, |h| h.clear_fault(fault)).unwrap();
+        }
+        // Let the held toys give up.
+        std::thread::sleep(Duration::from_millis(500));
+        let modes: Vec<String> = names.iter().map(|n| bed.mode(n)).collect();
+        eprintln!("after crash {round}: {modes:?}");
+        assert_eq!(bed.server_ids(), ids, "no server was made again");
+    }
+    let (v, success, stderr) = bed.up();
+    print_seconds("after the crashes", &v);
+    assert!(success, "{v}\n{stderr}");
+    let deploy = by_host(&v, "deploy");
+    for (name, r) in by_host(&v, "install") {
+        assert!(
+            r["install"] == "installed" || r["install"] == "already",
+            "{r}"
+        );
+        assert_eq!(deploy[&name]["outcome"], "healthy", "{}", deploy[&name]);
+        assert_eq!(bed.mode(&name), "nixos");
+    }
+    assert_eq!(bed.server_ids(), ids, "no duplicate server");
+    bed.down();
+}
+
+#[test]
+fn silent_kexec_is_retried_then_recreated_and_a_new_key_is_refused() {
+    let bed = Bed::new("install-faults");
+    let names = bed.rent();
+    let ids = bed.server_ids();
+    let (always, once, new_key, clean) = (&names[0], &names[1], &names[2], &names[3]);
+    let fault = |n: &str, f: &str, content: &str| {
+        bed.hosts
+            .with_host(n, |h| h.set_fault(f, content))
+            .unwrap()
+            .unwrap()
+    };
+    fault(always, "kexec-silent", "");
+    fault(once, "kexec-silent", "1");
+    fault(new_key, "kexec-new-key", "");
+    let (v, success, stderr) = bed.up();
+    print_seconds("with faults", &v);
+    assert!(!success, "a refused host fails the run: {v}\n{stderr}");
+    let install = by_host(&v, "install");
+    let deploy = by_host(&v, "deploy");
+
+    // Kexec never took: retried, then the server was deleted and created
+    // again under its name (a new id), installed and deployed.
+    assert_eq!(
+        install[always]["install"], "installed",
+        "{}",
+        install[always]
+    );
+    assert_eq!(install[always]["recreated"], 1);
+    assert_eq!(deploy[always]["outcome"], "healthy", "{}", deploy[always]);
+    let now = bed.server_ids();
+    assert_eq!(now.len(), 4, "no duplicate: {now:?}");
+    let old_id = ids.iter().find(|(n, _)| n == always).unwrap().1;
+    let new_id = now.iter().find(|(n, _)| n == always).unwrap().1;
+    assert_ne!(old_id, new_id, "{always} was made again");
+    for (n, id) in &ids {
+        if n != always {
+            assert!(now.contains(&(n.clone(), *id)), "{n} kept its server");
+        }
+    }
+    // Silent once: the second kexec took.
+    assert_eq!(install[once]["install"], "installed", "{}", install[once]);
+    assert_eq!(install[once]["recreated"], 0);
+    assert_eq!(deploy[once]["outcome"], "healthy");
+
+    // Another key after kexec: refused; nothing was copied or written.
+    assert_eq!(
+        install[new_key]["install"], "refused",
+        "{}",
+        install[new_key]
+    );
+    assert_eq!(deploy[new_key]["outcome"], "refused", "{}", deploy[new_key]);
+    assert_eq!(bed.mode(new_key), "installer");
+    let (disk, ram) = bed
+        .hosts
+        .with_host(new_key, |h| (h.disk(), h.ram()))
+        .unwrap();
+    assert_eq!(files_under(&disk), Vec::<PathBuf>::new(), "disk untouched");
+    assert_eq!(
+        files_under(&ram.join("nix")),
+        Vec::<PathBuf>::new(),
+        "the installer's store got nothing"
+    );
+    assert!(
+        !ram.join("var/lib/venue/secrets").exists(),
+        "no secrets sent"
+    );
+
+    assert_eq!(install[clean]["install"], "installed");
+    assert_eq!(deploy[clean]["outcome"], "healthy");
+    bed.down();
+}
