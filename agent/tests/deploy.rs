@@ -242,7 +242,7 @@ fn secrets_are_files_of_mode_0400_and_in_no_store_path_or_journal() {
     let systems = bed.systems("{ }");
     let reports = deploy(&bed.host_list(), &systems, &secrets, &bed.options());
     assert_eq!(reports[0].outcome, Outcome::Healthy, "{:?}", reports[0]);
-    assert_eq!(reports[0].secrets, 4);
+    assert_eq!(reports[0].secrets, 5);
 
     let ssh = bed.ssh(0);
     let listing = ssh
@@ -252,7 +252,13 @@ fn secrets_are_files_of_mode_0400_and_in_no_store_path_or_journal() {
         listing.lines().next().unwrap().starts_with("700 "),
         "{listing}"
     );
-    for name in ["bbb-secret", "jwt-secret", "turn-secret", "portal-session"] {
+    for name in [
+        "bbb-secret",
+        "jwt-secret",
+        "turn-secret",
+        "portal-session",
+        "capture-secret",
+    ] {
         assert!(
             listing.contains(&format!("400 /var/lib/venue/secrets/{name}")),
             "{listing}"
