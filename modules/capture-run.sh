@@ -6,9 +6,11 @@
 # ffmpeg-full on its PATH) and in the testbed with Debian's
 # (portal/tests/capture_pipeline.rs).
 #
-# Usage: capture-run ROOM. Inputs, never in argv or the environment (other
-# users could read them there): files `join-url` and `rtmp-url` in
+# Usage: capture-run ROOM. Inputs: files `join-url` and `rtmp-url` in
 # $CREDENTIALS_DIRECTORY (systemd LoadCredential) or $VENUE_CAPTURE_DIR.
+# The join URL (it opens a session) is never put in argv or the environment,
+# where other users could read it; the RTMP URL holds no secret (the origin
+# allows publishing by address) and is ffmpeg's output argument.
 # The first of the four processes to end ends the capture (systemd or the
 # controller starts it again).
 set -euo pipefail

@@ -32,9 +32,12 @@
 # - nixos/modules/config/pulseaudio.nix @ a31767c8568e: not used; each
 #   capture runs `pulseaudio` (pkgs.pulseaudio) as its own user with only
 #   the modules it names, so no system-wide sound server is needed.
-# - nixos/modules/security/polkit.nix: `security.polkit.extraConfig` (JS
-#   rules); systemd passes `unit` and `verb` for
-#   org.freedesktop.systemd1.manage-units.
+# - nixos/modules/security/polkit.nix (the stored copy is old, 07a02042;
+#   the options are unchanged in name and type): `security.polkit.extraConfig`
+#   (lines of JS rules) goes into /etc/polkit-1/rules.d/10-nixos.rules after
+#   the admin rule. systemd passes `unit` and `verb` for
+#   org.freedesktop.systemd1.manage-units (systemd's own documentation; not
+#   read here from source).
 { config, lib, pkgs, ... }:
 
 let
@@ -47,6 +50,25 @@ let
     name = "venue-capture-run";
     runtimeInputs = [ pkgs.xvfb pkgs.pulseaudio cfg.chromium cfg.ffmpeg pkgs.coreutils pkgs.gnused ];
     text = builtins.readFile ./capture-run.sh;
+  };
+
+  # What both units share of systemd's sandboxing (each adds its own).
+  sandbox = {
+    CapabilityBoundingSet = "";
+    NoNewPrivileges = true;
+    PrivateDevices = true;
+    PrivateTmp = true;
+    ProtectClock = true;
+    ProtectControlGroups = true;
+    ProtectHome = true;
+    ProtectHostname = true;
+    ProtectKernelLogs = true;
+    ProtectKernelModules = true;
+    ProtectKernelTunables = true;
+    ProtectSystem = "strict";
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
   };
 
   # One keyframe per HLS fragment of the origin on this host, if any.
@@ -148,7 +170,7 @@ in
       after = [ "network-online.target" ];
       wants = [ "network-online.target" ];
       path = [ config.systemd.package ];
-      serviceConfig = {
+      serviceConfig = sandbox // {
         ExecStart = lib.escapeShellArgs [
           (lib.getExe' cfg.package "venue-portal")
           "capture"
@@ -170,24 +192,9 @@ in
         RuntimeDirectoryPreserve = true;
         Restart = "always";
         RestartSec = 5;
-        CapabilityBoundingSet = "";
-        NoNewPrivileges = true;
-        PrivateDevices = true;
-        PrivateTmp = true;
-        ProtectClock = true;
-        ProtectControlGroups = true;
-        ProtectHome = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
-        ProtectSystem = "strict";
         # systemctl talks to PID 1 over D-Bus (a unix socket).
         RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" ];
         RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
         MemoryDenyWriteExecute = true;
         SystemCallArchitectures = "native";
         SystemCallFilter = [ "@system-service" "~@privileged @resources" ];
@@ -206,7 +213,7 @@ in
         CAPTURE_VIDEO_BITRATE = cfg.videoBitrate;
         CAPTURE_CHROMIUM = lib.getExe cfg.chromium;
       };
-      serviceConfig = {
+      serviceConfig = sandbox // {
         ExecStart = "${lib.getExe captureRun} %i";
         LoadCredential = [
           "join-url:${runDir}/%i/join-url"
@@ -221,24 +228,9 @@ in
         # A browser and an encoder: bounded, so one stage cannot starve another.
         MemoryMax = "3G";
         CPUWeight = 200;
-        CapabilityBoundingSet = "";
-        NoNewPrivileges = true;
-        PrivateDevices = true;
-        PrivateTmp = true;
-        ProtectClock = true;
-        ProtectControlGroups = true;
-        ProtectHome = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
-        ProtectSystem = "strict";
         RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" "AF_NETLINK" ];
         # Not RestrictNamespaces, MemoryDenyWriteExecute or a syscall filter:
         # Chromium's sandbox makes user namespaces, and V8 writes code at run time.
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
         SystemCallArchitectures = "native";
         UMask = "0077";
       };

@@ -26,6 +26,10 @@
 # - nixos/modules/system/boot/grow-partition.nix (stage-2 revision, index id
 #   303753244): `growpart.service` before `systemd-growfs-root.service`;
 #   `autoResize` on "/" adds x-systemd.growfs.
+# - nixos/modules/services/networking/firewall.nix (and firewall-iptables.nix;
+#   index ids 49272750396, 8428404): `extraCommands`/`extraStopCommands`
+#   only work with the iptables backend (nftables is not enabled here) and
+#   run at every start and reload, hence the delete-then-insert.
 # - Hetzner's metadata service: /hetzner/v1/userdata and
 #   /hetzner/v1/metadata (YAML with `public-keys`), as cloud-init's Hetzner
 #   datasource reads them.

@@ -6,5 +6,6 @@ pub mod cloud;
 pub mod commands;
 pub mod deploy;
 pub mod install;
+pub mod parallel;
 pub mod plan;
 pub mod tls;

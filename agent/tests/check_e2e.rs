@@ -28,54 +28,14 @@ use venue_testbed::{FakeCloud, FakeConfig};
 
 const DOMAIN: &str = "testbed.example.org";
 
-fn sibling_binary(name: &str) -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_venue"))
-        .parent()
-        .unwrap()
-        .join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: the testbed's hosts run it; `cargo build --bins` first",
-        bin.display()
-    );
-    bin
-}
-
 fn venue_cmd(url: &str, env: &[(&'static str, String)], args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_venue"));
-    c.args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("HCLOUD_ENDPOINT", url)
-        .env("HCLOUD_TOKEN", "fake-token")
-        .env("VENUE_CLOUD_POLL_MS", "10")
-        .env("VENUE_TESTBED_PORTAL", sibling_binary("venue-portal"))
-        .env("VENUE_TESTBED_BBB", sibling_binary("fake-bbb"))
-        .env(
-            "NIX_CONFIG",
-            "experimental-features = nix-command flakes\nsandbox = false\nbuild-users-group =\nsubstituters =",
-        )
-        .stdin(Stdio::null());
-    c
+    common::testbed_venue(url, env, args)
 }
 
 /// Runs `script` in a test host's mount and network namespaces (its own
 /// /nix and /var/lib/venue), as its sshd would.
 fn on_host(netns: &str, script: &str) -> Output {
-    let out = Command::new("ip")
-        .args(["netns", "pids", netns])
-        .output()
-        .unwrap();
-    let sshd = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sshd")
-        })
-        .expect("the host's sshd");
-    let out = Command::new("nsenter")
-        .args(["-t", &sshd.to_string(), "-m", "-n", "sh", "-c", script])
-        .output()
-        .unwrap();
+    let out = common::on_test_host(netns, script, "");
     assert!(
         out.status.success(),
         "{script}: {}",

@@ -24,7 +24,7 @@ mod common;
 use common::{ok, Names};
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,30 +37,8 @@ use venue_testbed::{FakeCloud, FakeConfig};
 
 const DOMAIN: &str = "testbed.example.org";
 
-fn sibling_binary(name: &str) -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_venue"))
-        .parent()
-        .unwrap()
-        .join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: the testbed's hosts run it; `cargo build --bins` first",
-        bin.display()
-    );
-    bin
-}
-
 fn venue(url: &str, env: &[(&str, String)], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_venue"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("HCLOUD_ENDPOINT", url)
-        .env("HCLOUD_TOKEN", "fake-token")
-        .env("VENUE_CLOUD_POLL_MS", "10")
-        .env("VENUE_TESTBED_PORTAL", sibling_binary("venue-portal"))
-        .env("VENUE_TESTBED_BBB", sibling_binary("fake-bbb"))
-        .env("NIX_CONFIG", "experimental-features = nix-command flakes\nsandbox = false\nbuild-users-group =\nsubstituters =")
-        .stdin(Stdio::null())
+    common::testbed_venue(url, env, args)
         .output()
         .expect("run venue")
 }
@@ -240,26 +218,7 @@ fn is_zombie(pid: u32) -> bool {
 
 /// `on_host` with `input` on the script's stdin.
 fn on_host_with_input(netns: &str, script: &str, input: &str) -> Output {
-    use std::io::Write;
-    let sshd = processes(netns)
-        .into_iter()
-        .find(|(_, comm)| comm == "sshd")
-        .map(|(pid, _)| pid)
-        .expect("the host's sshd");
-    let mut child = Command::new("nsenter")
-        .args(["-t", &sshd.to_string(), "-m", "-n", "sh", "-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::on_test_host(netns, script, input)
 }
 
 struct Killed(std::process::Child);

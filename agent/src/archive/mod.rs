@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use conference::Role;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -184,45 +184,29 @@ pub fn archive(hosts: &[Host], state: &StateDir, opts: &Options) -> Result<Vec<H
         manifest: Mutex::new((Manifest::load(&dir)?, Instant::now())),
         dir,
     };
-    let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template(
+    let mut reports = crate::parallel::per_host(
+        hosts,
+        opts.concurrency,
         "{spinner} {prefix:<24} {bytes:>10}/{total_bytes:<10} {wide_msg}",
-    )
-    .expect("valid template");
-    let next = AtomicUsize::new(0);
-    let reports = Mutex::new(Vec::with_capacity(hosts.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..opts.concurrency.clamp(1, hosts.len().max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(host) = hosts.get(i) else { break };
-                let bar = bars.add(
-                    ProgressBar::new(0)
-                        .with_style(style.clone())
-                        .with_prefix(host.name.clone()),
-                );
-                bar.enable_steady_tick(Duration::from_millis(120));
-                let report = match archive_host(host, state, &book, opts, &bar) {
-                    Ok(r) => r,
-                    Err(e) => HostReport::failed(&host.name, format!("{e:#}")),
-                };
-                // What was copied before a failure stays recorded.
-                if let Err(e) = book.save() {
-                    tracing::error!(error = %format!("{e:#}"), "cannot save the manifest");
-                }
-                bar.finish_with_message(format!("{:?}: {}", report.outcome, report.message));
-                state.journal(
-                    "archive",
-                    &format!("{}: {:?}: {}", report.host, report.outcome, report.message),
-                );
-                reports
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(report);
-            });
-        }
-    });
-    let mut reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+        || ProgressBar::new(0),
+        |h| h.name.clone(),
+        |host, bar| {
+            let report = match archive_host(host, state, &book, opts, bar) {
+                Ok(r) => r,
+                Err(e) => HostReport::failed(&host.name, format!("{e:#}")),
+            };
+            // What was copied before a failure stays recorded.
+            if let Err(e) = book.save() {
+                tracing::error!(error = %format!("{e:#}"), "cannot save the manifest");
+            }
+            bar.finish_with_message(format!("{:?}: {}", report.outcome, report.message));
+            state.journal(
+                "archive",
+                &format!("{}: {:?}: {}", report.host, report.outcome, report.message),
+            );
+            report
+        },
+    );
     reports.sort_by(|a, b| a.host.cmp(&b.host));
     Ok(reports)
 }

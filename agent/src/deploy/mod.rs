@@ -12,13 +12,11 @@ pub mod ssh;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use conference::Role;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use activate::{Activation, HealthCheck};
@@ -90,32 +88,18 @@ pub fn deploy(
     secrets: &Secrets,
     opts: &Options,
 ) -> Vec<Report> {
-    let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template("{spinner} {prefix:<24} {wide_msg} {elapsed}")
-        .expect("valid template");
-    let next = AtomicUsize::new(0);
-    let reports = Mutex::new(Vec::with_capacity(hosts.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..opts.concurrency.clamp(1, hosts.len().max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(host) = hosts.get(i) else { break };
-                let bar = bars.add(
-                    ProgressBar::new_spinner()
-                        .with_style(style.clone())
-                        .with_prefix(host.name.clone()),
-                );
-                bar.enable_steady_tick(Duration::from_millis(120));
-                let report = deploy_one(host, systems.get(&host.name), secrets, opts, &bar);
-                bar.finish_with_message(format!("{:?}: {}", report.outcome, report.message));
-                reports
-                    .lock()
-                    .expect("no panics while holding the lock")
-                    .push(report);
-            });
-        }
-    });
-    let mut reports = reports.into_inner().expect("threads joined");
+    let mut reports = crate::parallel::per_host(
+        hosts,
+        opts.concurrency,
+        crate::parallel::SPINNER,
+        ProgressBar::new_spinner,
+        |h| h.name.clone(),
+        |host, bar| {
+            let report = deploy_one(host, systems.get(&host.name), secrets, opts, bar);
+            bar.finish_with_message(format!("{:?}: {}", report.outcome, report.message));
+            report
+        },
+    );
     reports.sort_by(|a, b| a.host.cmp(&b.host));
     reports
 }

@@ -17,12 +17,10 @@ pub mod kexec;
 pub mod report;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::deploy::ssh::{ConnectError, PinnedKey, Ssh};
@@ -121,32 +119,18 @@ pub fn install(
     opts: &Options,
     recreate: Option<Recreate<'_>>,
 ) -> Vec<HostReport> {
-    let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template("{spinner} {prefix:<24} {wide_msg} {elapsed}")
-        .expect("valid template");
-    let next = AtomicUsize::new(0);
-    let reports = Mutex::new(Vec::with_capacity(targets.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..opts.concurrency.clamp(1, targets.len().max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(target) = targets.get(i) else { break };
-                let bar = bars.add(
-                    ProgressBar::new_spinner()
-                        .with_style(style.clone())
-                        .with_prefix(target.host.name.clone()),
-                );
-                bar.enable_steady_tick(Duration::from_millis(120));
-                let report = install_one(target, artifacts, opts, recreate, &bar);
-                bar.finish_with_message(format!("{:?}: {}", report.install, report.message));
-                reports
-                    .lock()
-                    .expect("no panics while holding the lock")
-                    .push(report);
-            });
-        }
-    });
-    let mut reports = reports.into_inner().expect("threads joined");
+    let mut reports = crate::parallel::per_host(
+        targets,
+        opts.concurrency,
+        crate::parallel::SPINNER,
+        ProgressBar::new_spinner,
+        |t| t.host.name.clone(),
+        |target, bar| {
+            let report = install_one(target, artifacts, opts, recreate, bar);
+            bar.finish_with_message(format!("{:?}: {}", report.install, report.message));
+            report
+        },
+    );
     reports.sort_by(|a, b| a.host.cmp(&b.host));
     reports
 }

@@ -198,3 +198,70 @@ impl Names {
         v
     }
 }
+
+/// Nix on this machine, offline (no binary cache can be reached).
+pub const OFFLINE_NIX: &str =
+    "experimental-features = nix-command flakes\nsandbox = false\nbuild-users-group =\nsubstituters =";
+
+/// A binary built beside `venue` (`cargo build --bins`): the testbed's hosts
+/// run venue-portal and fake-bbb.
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_venue"))
+        .parent()
+        .unwrap()
+        .join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: the testbed's hosts run it; `cargo build --bins` first",
+        bin.display()
+    );
+    bin
+}
+
+/// `venue ARGS` against the fake cloud at `url`, with offline Nix and the
+/// testbed's real services (venue-portal, fake-bbb) on its hosts.
+pub fn testbed_venue(url: &str, env: &[(&str, String)], args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_venue"));
+    c.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("HCLOUD_ENDPOINT", url)
+        .env("HCLOUD_TOKEN", "fake-token")
+        .env("VENUE_CLOUD_POLL_MS", "10")
+        .env("VENUE_TESTBED_PORTAL", sibling_binary("venue-portal"))
+        .env("VENUE_TESTBED_BBB", sibling_binary("fake-bbb"))
+        .env("NIX_CONFIG", OFFLINE_NIX)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// Runs `script` with `input` on its stdin in a test host's mount and
+/// network namespaces (its own /nix and /var/lib/venue), as its sshd would.
+pub fn on_test_host(netns: &str, script: &str, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let out = Command::new("ip")
+        .args(["netns", "pids", netns])
+        .output()
+        .unwrap();
+    let sshd = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sshd")
+        })
+        .expect("the host's sshd");
+    let mut child = Command::new("nsenter")
+        .args(["-t", &sshd.to_string(), "-m", "-n", "sh", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
