@@ -13,11 +13,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use conference::Role;
-use venue_agent::commands::keys;
-use venue_agent::commands::state::StateDir;
 use venue_agent::deploy::activate::HealthCheck;
 use venue_agent::deploy::secrets::Secrets;
 use venue_agent::deploy::{closure, deploy, Host, Options, Outcome};
+use venue_agent::model::keys;
+use venue_agent::model::state::StateDir;
 use venue_testbed::netns::{NetnsHosts, Provisioning};
 
 fn main() {

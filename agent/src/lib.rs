@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod commands;
 pub mod deploy;
 pub mod install;
+pub mod model;
 pub mod parallel;
 pub mod plan;
 pub mod tls;

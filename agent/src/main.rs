@@ -272,11 +272,9 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let event = Event::load(&file)?;
-            let state = commands::state::StateDir::open(commands::state::StateDir::locate(
-                &file,
-                &event.id,
-                state.as_deref(),
-            ))?;
+            let state = venue_agent::model::state::StateDir::open(
+                venue_agent::model::state::StateDir::locate(&file, &event.id, state.as_deref()),
+            )?;
             let _lock = state.lock()?;
             let reports = deploy::command::run(&deploy::command::DeployArgs {
                 event: &event,

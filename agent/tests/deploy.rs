@@ -8,12 +8,12 @@ use std::sync::Once;
 use std::time::Duration;
 
 use conference::Role;
-use venue_agent::commands::keys;
-use venue_agent::commands::state::StateDir;
 use venue_agent::deploy::activate::{check_health, current_system, HealthCheck};
 use venue_agent::deploy::secrets::Secrets;
 use venue_agent::deploy::ssh::{PinnedKey, Ssh};
 use venue_agent::deploy::{closure, deploy, Host, Options, Outcome};
+use venue_agent::model::keys;
+use venue_agent::model::state::StateDir;
 use venue_testbed::netns::{NetnsHosts, Provisioning};
 
 fn repo() -> PathBuf {

@@ -15,7 +15,7 @@ use common::ok;
 use serde_json::{json, Value};
 use venue_agent::commands::image::build::{self, BuildOptions, Target};
 use venue_agent::commands::image::{Arch, Source};
-use venue_agent::commands::state::StateDir;
+use venue_agent::model::state::StateDir;
 use venue_testbed::FakeHandle;
 
 fn venue(url: &str, args: &[&str]) -> Output {

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use conference::Event;
 
 use super::{archive, table, Options, Outcome};
-use crate::commands::fleet::Fleet;
-use crate::commands::state::StateDir;
+use crate::model::fleet::Fleet;
+use crate::model::state::StateDir;
 
 pub fn run(file: &Path, only: Option<&str>, state: Option<&Path>, json: bool) -> Result<()> {
     let event = Event::load(file)?;

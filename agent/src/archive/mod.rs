@@ -34,10 +34,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::cloud::types::Server;
-use crate::commands::fleet::render;
-use crate::commands::state::StateDir;
 use crate::deploy::ssh::{PinnedKey, Ssh};
 use crate::deploy::{human_bytes, Host};
+use crate::model::state::StateDir;
+use crate::model::table::render;
 use manifest::{Entry, Manifest};
 use remote::{Declared, RemoteFile};
 

@@ -263,7 +263,7 @@ pub fn table(report: &Report) -> String {
             p.message.clone(),
         ]);
     }
-    crate::commands::fleet::render(&rows)
+    crate::model::table::render(&rows)
 }
 
 /// The last line under the table.

@@ -16,8 +16,8 @@ use conference::{Event, Role};
 use super::portal::{SshTickets, TicketDesk};
 use super::{Check, EventSecrets, Ports, Target};
 use crate::cloud::dns::names::names;
-use crate::commands::fleet::Fleet;
-use crate::commands::state::StateDir;
+use crate::model::fleet::Fleet;
+use crate::model::state::StateDir;
 
 /// The app id the Jitsi module expects by default (modules/jitsi.nix).
 pub const JITSI_APP_ID: &str = "venue";
@@ -157,7 +157,7 @@ fn portal_tickets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::fleet::FleetServer;
+    use crate::model::fleet::FleetServer;
 
     fn server(name: &str, role: &str, v4: &str, is_static: bool) -> FleetServer {
         FleetServer {

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use super::cost;
 use super::inventory::Inventory;
-use super::state::StateDir;
 use crate::cloud::{actions, pricing, Client, CloudError};
+use crate::model::state::StateDir;
 use crate::plan::prices::{eur_text, PriceTable};
 
 /// How long "list, delete what is left" may go on before giving up.

@@ -1,16 +1,14 @@
-//! The cloud commands: `venue up`, `venue status`, `venue down`, and what
-//! they share (the local state directory and journal, keys, the fleet file,
-//! the inventory of what an event holds in the cloud).
+//! The cloud verbs: `venue up`, `venue status`, `venue down`, `venue image`,
+//! `venue machine`, and what only they share (the inventory of what an event
+//! holds in the cloud, its firewall rules, what it has cost). The event's
+//! model they stand on is in `crate::model`.
 
 pub mod cost;
 pub mod down;
 pub mod firewall;
-pub mod fleet;
 pub mod image;
 pub mod inventory;
-pub mod keys;
 pub mod machine;
-pub mod state;
 pub mod status;
 pub mod up;
 

@@ -9,9 +9,9 @@ use conference::Event;
 use serde::Serialize;
 
 use super::cost;
-use super::fleet::render;
 use super::inventory::Inventory;
 use crate::cloud::{pricing, Client};
+use crate::model::table::render;
 use crate::plan::prices::{eur_text, PriceTable};
 
 pub struct StatusOptions {
@@ -244,11 +244,11 @@ fn archive_pending(
     event: &Event,
     inv: &Inventory,
 ) -> Option<Vec<crate::archive::Pending>> {
-    let dir = super::state::StateDir::locate(&opts.event, &event.id, opts.state.as_deref());
+    let dir = crate::model::state::StateDir::locate(&opts.event, &event.id, opts.state.as_deref());
     if inv.servers.is_empty() || !dir.is_dir() {
         return None;
     }
-    let state = super::state::StateDir { dir };
+    let state = crate::model::state::StateDir { dir };
     let servers: Vec<_> = inv
         .servers
         .iter()

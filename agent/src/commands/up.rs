@@ -16,13 +16,13 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::json;
 
-use super::fleet::{self, Fleet};
 use super::image::{self, Arch, Boot};
 use super::inventory::ip_ids;
-use super::keys;
-use super::state::StateDir;
 use crate::cloud::types::{Firewall, PrimaryIp, Server, SshKey};
 use crate::cloud::{actions, labels, Client, CloudError};
+use crate::model::fleet::{self, Fleet, FleetServer};
+use crate::model::keys;
+use crate::model::state::StateDir;
 use crate::plan::{self, Plan, PlannedServer};
 
 /// Requests in flight at once while creating servers or labelling addresses.
@@ -391,7 +391,7 @@ pub async fn provision(
         .map(|s| s.name.clone())
         .collect();
     let all: Vec<Server> = servers.into_values().collect();
-    let fleet = fleet::build(event, &planned, &all);
+    let fleet = build_fleet(event, &planned, &all);
     let own: Vec<String> = fleet
         .servers
         .iter()
@@ -728,4 +728,45 @@ async fn label_addresses(
         .collect::<Result<Vec<()>, _>>()
         .context("labelling primary IPs")?;
     Ok(())
+}
+
+/// The fleet from the plan's servers as they exist in the cloud (matched by
+/// name), in the plan's order, then the static hosts (one entry per role).
+fn build_fleet(event: &Event, planned: &[PlannedServer], existing: &[Server]) -> Fleet {
+    let mut servers: Vec<FleetServer> = planned
+        .iter()
+        .filter_map(|p| existing.iter().find(|s| s.name == p.name).map(|s| (p, s)))
+        .map(|(p, s)| FleetServer {
+            name: p.name.clone(),
+            role: p.role.to_string(),
+            server_type: s.server_type.name.clone(),
+            location: s.location.name.clone(),
+            ipv4: s.ipv4(),
+            ipv6: s.ipv6_host(),
+            is_static: false,
+            configuration: None,
+        })
+        .collect();
+    for h in &event.static_hosts {
+        let v6 = h.address.contains(':');
+        for role in &h.roles {
+            servers.push(FleetServer {
+                name: h.name.clone(),
+                role: role.to_string(),
+                server_type: "static".into(),
+                location: "static".into(),
+                ipv4: (!v6).then(|| h.address.clone()),
+                ipv6: v6.then(|| h.address.clone()),
+                is_static: true,
+                configuration: h.configuration.as_ref().map(|p| p.display().to_string()),
+            });
+        }
+    }
+    Fleet {
+        event: event.id.clone(),
+        domain: event.domain.clone(),
+        acme_email: event.tls.email.clone(),
+        tls: crate::tls::supplied_by_venue(event),
+        servers,
+    }
 }

@@ -12,9 +12,10 @@ use conference::{Event, Role};
 use super::activate::HealthCheck;
 use super::secrets::Secrets;
 use super::{closure, deploy, Host, Options, Outcome, Report};
-use crate::commands::fleet::{render, Fleet};
-use crate::commands::keys;
-use crate::commands::state::StateDir;
+use crate::model::fleet::Fleet;
+use crate::model::keys;
+use crate::model::state::StateDir;
+use crate::model::table::render;
 
 pub struct DeployArgs<'a> {
     pub event: &'a Event,

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use conference::Role;
 
 use super::ssh::Ssh;
-use crate::commands::state::StateDir;
+use crate::model::state::StateDir;
 
 pub const REMOTE_DIR: &str = "/var/lib/venue/secrets";
 /// In the state directory.

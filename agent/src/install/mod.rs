@@ -333,13 +333,13 @@ pub fn kexec_wait_from_env() -> Duration {
 /// kexec tarball and the disko scripts first.
 pub fn for_fleet(
     event: &conference::Event,
-    state: &crate::commands::state::StateDir,
-    fleet: &crate::commands::fleet::Fleet,
+    state: &crate::model::state::StateDir,
+    fleet: &crate::model::fleet::Fleet,
     prepared: &crate::deploy::command::Prepared,
     from_snapshot: &[String],
     recreate: Option<Recreate<'_>>,
 ) -> Result<Vec<HostReport>> {
-    use crate::commands::keys;
+    use crate::model::keys;
     let rented: Vec<&Host> = prepared
         .hosts
         .iter()

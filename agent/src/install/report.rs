@@ -1,7 +1,7 @@
 //! The install phase's summary table.
 
 use super::HostReport;
-use crate::commands::fleet::render;
+use crate::model::table::render;
 
 pub fn table(reports: &[HostReport]) -> String {
     let mut rows = vec![

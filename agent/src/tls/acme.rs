@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::files::{self, CertInfo, ACCOUNT, PENDING};
 use crate::cloud::dns::DnsApi;
-use crate::commands::state::StateDir;
+use crate::model::state::StateDir;
 
 /// How long the ACME server may take to validate, and to issue.
 const ACME_WAIT: Duration = Duration::from_secs(180);

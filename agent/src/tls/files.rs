@@ -5,7 +5,7 @@ use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::commands::state::StateDir;
+use crate::model::state::StateDir;
 
 /// The chain (leaf first) and its private key, as uploaded to every host.
 pub const CHAIN: &str = "tls/fullchain.pem";

@@ -14,7 +14,7 @@ use conference::Event;
 use serde::Serialize;
 
 use crate::cloud::dns::DnsApi;
-use crate::commands::state::StateDir;
+use crate::model::state::StateDir;
 
 /// Renew when fewer days than this remain (Let's Encrypt's certificates
 /// last 90 days; it advises renewing with 30 left).
@@ -120,7 +120,7 @@ pub struct NamesReport {
 pub async fn publish_and_certify(
     dns: Option<&DnsApi>,
     event: &Event,
-    fleet: &crate::commands::fleet::Fleet,
+    fleet: &crate::model::fleet::Fleet,
     state: &StateDir,
 ) -> Result<NamesReport> {
     let mut out = NamesReport::default();

@@ -163,6 +163,9 @@ impl TestHost {
         // Other test processes pick links too: one at a time, from the scan
         // until the link's address is on this machine for the next scan to see.
         let links = links_lock()?;
+        // Set here, where hosts are made, not by whichever test or stage ran
+        // before: a new machine forwards nothing.
+        enable_forwarding()?;
         let (outer_ip, address) = free_link()?;
         // Made before the host exists: if the name is taken (another test
         // process), fail without Drop touching the other's namespace.
@@ -584,6 +587,50 @@ fn free_link() -> Result<(Ipv4Addr, Ipv4Addr)> {
         }
     }
     bail!("no free /30 left in 10.233.0.0/16")
+}
+
+/// Hosts reach each other (the portal polls the BBB hosts, a bridge logs in
+/// to its Jitsi host) only through this machine, which routes between their
+/// links: that needs IPv4 forwarding, and a FORWARD chain that lets the
+/// testbed's own range through where a firewall (Docker's, say) drops by
+/// default.
+pub fn enable_forwarding() -> Result<()> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(path)
+        .map(|v| v.trim() != "1")
+        .unwrap_or(true)
+    {
+        std::fs::write(path, "1\n")
+            .with_context(|| format!("turn on {path} (test hosts route through this machine)"))?;
+    }
+    let forward_drops = Command::new("iptables")
+        .args(["-S", "FORWARD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("-P FORWARD DROP"))
+        .unwrap_or(false);
+    if forward_drops {
+        let rule = [
+            "FORWARD",
+            "-s",
+            "10.233.0.0/16",
+            "-d",
+            "10.233.0.0/16",
+            "-j",
+            "ACCEPT",
+        ];
+        let present = Command::new("iptables")
+            .arg("-C")
+            .args(rule)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !present {
+            let mut args = vec!["-I"];
+            args.extend(rule);
+            run("iptables", &args)?;
+        }
+    }
+    Ok(())
 }
 
 /// A lock shared by every process on the machine that makes test hosts.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::commands::fleet::Fleet;
+use crate::model::fleet::Fleet;
 
 /// One record set venue wants: `rel` relative to the zone (`@`: its apex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,7 +78,7 @@ pub fn wanted(zone: &str, fleet: &Fleet) -> Vec<Wanted> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::fleet::FleetServer;
+    use crate::model::fleet::FleetServer;
 
     fn server(name: &str, role: &str, v4: &str, v6: Option<&str>) -> FleetServer {
         FleetServer {

@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::names::{self, Wanted};
 use super::{DnsApi, RrSet};
 use crate::cloud::labels;
-use crate::commands::fleet::Fleet;
-use crate::commands::state::StateDir;
+use crate::model::fleet::Fleet;
+use crate::model::state::StateDir;
 
 /// One record set as `status` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -190,5 +190,5 @@ pub fn text(rows: &[DnsRow]) -> String {
             r.values.join(" "),
         ]);
     }
-    crate::commands::fleet::render(&table)
+    crate::model::table::render(&table)
 }

@@ -24,8 +24,8 @@ use super::snapshots::{self, ARCH, BUILD, IMAGE};
 use crate::cloud::labels::Labels;
 use crate::cloud::types::{Server, SshKey};
 use crate::cloud::{actions, Client};
-use crate::commands::keys::{self, KeyPair};
-use crate::commands::state::StateDir;
+use crate::model::keys::{self, KeyPair};
+use crate::model::state::StateDir;
 
 /// The public image the build server starts from.
 pub const PUBLIC_IMAGE: &str = "ubuntu-24.04";

@@ -157,7 +157,7 @@ pub fn table(rows: &[Row]) -> String {
     let total: u64 = rows.iter().filter_map(|r| r.monthly_micro_eur).sum();
     format!(
         "{}\n{} images, {} EUR a month (Hetzner bills snapshots per GB-month; they belong to no event and `venue down` keeps them)\n",
-        super::fleet::render(&t),
+        crate::model::table::render(&t),
         rows.len(),
         eur_text(total)
     )
@@ -228,10 +228,12 @@ pub fn run(cmd: Command, install: build::Install<'_>) -> Result<()> {
                     .unwrap_or_else(|| "fsn1".to_owned());
                 let dir = match (&state, &event) {
                     (Some(d), _) => d.clone(),
-                    (None, Some(e)) => super::state::StateDir::locate(&e.file, "image-build", None),
+                    (None, Some(e)) => {
+                        crate::model::state::StateDir::locate(&e.file, "image-build", None)
+                    }
                     (None, None) => PathBuf::from(".venue/image-build"),
                 };
-                let state = super::state::StateDir::open(dir)?;
+                let state = crate::model::state::StateDir::open(dir)?;
                 let _lock = state.lock()?;
                 let report = build::build(
                     &client,

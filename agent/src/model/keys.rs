@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
-use super::state::StateDir;
+use crate::model::state::StateDir;
 
 pub struct KeyPair {
     /// OpenSSH private key; do not print.
