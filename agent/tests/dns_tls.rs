@@ -1,4 +1,4 @@
-//! The venue at its names (issue 11), against fake-hcloud's zones, its own
+//! The venue at its names, against fake-hcloud's zones, its own
 //! DNS server (read with dig, a real resolver) and Debian's Pebble (a real
 //! ACME server that validates DNS-01 through that DNS server): records for
 //! every name, one certificate reused across `up`s, a crash mid-order that

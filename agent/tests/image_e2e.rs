@@ -1,4 +1,4 @@
-//! Venue images (issue 10, the snapshot fast path) against fake-hcloud:
+//! Venue images (the snapshot fast path) against fake-hcloud:
 //! `venue image build`'s cloud steps, `up` with `image = "auto"` choosing
 //! the newest snapshot of the event's base system (real Nix evaluates the
 //! profile hash), `image list` / `status` with the monthly cost, `down`

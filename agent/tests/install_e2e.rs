@@ -1,4 +1,4 @@
-//! The install phase (issue 10) on real test hosts: fake-hcloud creates
+//! The install phase on real test hosts: fake-hcloud creates
 //! every server of hosts/testbed/event.toml from `ubuntu-24.04`, so each
 //! starts as "Ubuntu" (no Nix, os-release says Ubuntu; tests/testbed/src/netns.rs),
 //! and `venue up` kexecs it into the toy installer, runs the toy disko,
