@@ -32,9 +32,13 @@
       # nixos-images' kexec installer, built from our nixpkgs, non-interactive
       # (no prompts): `<out>/nixos-kexec-installer-noninteractive-<system>.tar.gz`.
       # venue uploads it over the pinned SSH; the server never downloads it.
+      # The module names the tarball `<system.kexec-installer.name>-<system>`,
+      # default `nixos-kexec-installer`; the name is set as nixos-images' own
+      # flake does for its noninteractive package (flake.nix @ e17386d9).
       kexecInstaller = sys: (nixpkgs.legacyPackages.${sys}.nixos [
         nixos-images.nixosModules.kexec-installer
         nixos-images.nixosModules.noninteractive
+        { system.kexec-installer.name = "nixos-kexec-installer-noninteractive"; }
       ]).config.system.build.kexecInstallerTarball;
 
       # Only what cargo needs, so editing a module or an example does not rebuild the binaries.
@@ -170,6 +174,7 @@
           lib-fleet = pkgs.writeText "lib-fleet" (builtins.toJSON (import ./nix/lib-test.nix));
           vm-coturn = import ./tests/vm/coturn.nix { pkgs = testPkgs; inherit venueModules; };
           vm-jitsi = import ./tests/vm/jitsi.nix { pkgs = testPkgs; inherit venueModules; };
+          vm-first-boot = import ./tests/vm/first-boot.nix { pkgs = testPkgs; inherit venueModules; };
           vm-bbb = import ./tests/vm/bbb.nix { pkgs = testPkgs; inherit venueModules; };
           vm-portal = import ./tests/vm/portal.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
           vm-allinone = import ./tests/vm/allinone.nix { pkgs = testPkgs; inherit venueModules portalPackage; };

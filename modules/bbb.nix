@@ -7,6 +7,17 @@
 # Secrets: the agent's bbb-secret and turn-secret, plus internal passwords
 # generated on the host, reach the containers through environment files that
 # a root unit writes to /run at start: none of them enters the Nix store.
+# That unit refuses to start while the agent's files are missing or empty
+# (a server boots before `venue deploy` uploads them), and so do the
+# containers, which require it; all of them are restarted when the files
+# arrive (services.venue.secrets.consumers).
+#
+# Host users: the images run their processes as fixed ids that also own the
+# data volumes on the host (bigbluebutton 998 in mod/base-java,
+# bbb-export-annotations, recordings; redis 999 in the redis image). NixOS
+# hands out dynamic system ids from 999 downwards, so an unrelated system
+# user would own BBB's presentations; declaring users with those fixed ids
+# takes them out of the allocation.
 #
 # Images are referenced by tag, not digest: no public source for their
 # digests could be cited when this was written. Pin them through
@@ -20,7 +31,24 @@
 #   when that host does not resolve), mod/bbb-web/entrypoint.sh (renders
 #   /etc/bigbluebutton/turn-stun-servers.xml.tmpl with dockerize at start,
 #   chowns /var/bigbluebutton to uid 998), mod/bbb-web/turn-stun-servers.xml
-#   (always `turn:<DOMAIN>:3478`, i.e. a TURN server on the BBB host).
+#   (always `turn:<DOMAIN>:3478`, i.e. a TURN server on the BBB host),
+#   mod/nginx/bigbluebutton (`root /www/`, `location = /default.pdf`), the
+#   template's nginx volume `${DEFAULT_PRESENTATION}:/www/default.pdf` with
+#   sample.env's DEFAULT_PRESENTATION=./mod/nginx/default.pdf (a file of the
+#   repository, not of the image) and mod/bbb-web/bbb-web.properties
+#   (defaultUploadedPresentation=${serverURL}/default.pdf), mod/periodic
+#   (entrypoint.sh: every 30 minutes bbb-resync-freeswitch, `fs_cli -x
+#   'fsctl sync_clock_when_idle'`, and removal of presentation directories
+#   older than 5 days; scripts/fs_cli: ESL at 10.7.7.10 with FSESL_PASSWORD),
+#   mod/base-java/Dockerfile and mod/bbb-export-annotations/Dockerfile
+#   (`useradd -u 998 bigbluebutton`).
+# - signalwire/freeswitch libs/esl/fs_cli.c (index copy 002e97848c4c): fs_cli
+#   reads `$HOME/.fs_cli_conf`, `[default]` with `host`/`password`, so the
+#   ESL password need not be on a command line.
+# - nixpkgs nixos/modules/config/update-users-groups.pl @ 03fa53d23c31:
+#   system uids and gids are allocated from 999 down to 400, skipping ids
+#   declared in the configuration; users-groups.nix @ 005ab72f9cf5 asserts
+#   declared ids are unique and allows a fixed uid < 1000 with isSystemUser.
 # - nixpkgs nixos/modules/virtualisation/oci-containers.nix @ 035a24e7ed33
 #   (newest stored): the podman unit `podman-<name>` gets
 #   `RuntimeDirectory = <name>` and `--cidfile=/run/<name>/ctr-id`, so a
@@ -85,6 +113,34 @@ let
   '';
 
   vol = sub: target: "${cfg.stateDir}/${sub}:${target}";
+
+  # The agent's files the environment files are made from.
+  agentSecrets = [ cfg.secretFile ] ++ lib.optional (turn.host != null) turn.secretFile;
+
+  # The ids the images run as and give the data volumes (see the header).
+  imageIds = {
+    bbb = 998;
+    bbb-redis = 999;
+  };
+
+  # Upstream's mod/nginx/default.pdf at the tag the images come from: the
+  # slide every meeting starts with.
+  upstreamDefaultPdf = pkgs.fetchurl {
+    url = "https://raw.githubusercontent.com/bigbluebutton/docker/f6e71fc9e32b0041796a7448f417c47cd9719085/mod/nginx/default.pdf";
+    hash = "sha256-xTP4hmi6ebr8ZlpIWr+bY5LtT68xxlyJW10V07OaewY=";
+  };
+
+  # FreeSWITCH's event socket listens on its bridge address (vars.xml's
+  # local_ip_v4); fs_cli reads the password from a file it is given as
+  # $HOME/.fs_cli_conf, written with the shell's builtin printf, so the
+  # password is in no process's arguments.
+  resyncFreeswitch = ''
+    umask 077
+    home=$(mktemp -d)
+    trap 'rm -rf "$home"' EXIT
+    printf '[default]\nhost => 10.7.7.10\nport => 8021\npassword => %s\n' "$ESL_PASSWORD" > "$home/.fs_cli_conf"
+    HOME=$home /opt/freeswitch/bin/fs_cli -x 'fsctl sync_clock_when_idle'
+  '';
 
   # One container on the project's bridge network, at its fixed address.
   onNet = ip: {
@@ -176,7 +232,11 @@ let
         "bbb-graphql-server:10.7.7.31"
         "bbb-graphql-middleware:10.7.7.32"
       ];
-      volumes = [ (vol "bigbluebutton" "/var/bigbluebutton") ];
+      volumes = [
+        (vol "bigbluebutton" "/var/bigbluebutton")
+        # Not in the image: upstream mounts it from its repository.
+        "${cfg.defaultPresentation}:/www/default.pdf:ro"
+      ];
     };
 
     webrtc-sfu = {
@@ -250,6 +310,7 @@ let
   };
 
   unitDeps = [ "venue-bbb-secrets.service" "venue-bbb-network.service" ];
+  podmanUnits = map (name: "podman-${name}.service") (lib.attrNames containers);
 in
 {
   imports = [ ./common.nix ./archive.nix ];
@@ -309,6 +370,25 @@ in
       description = "Host directory for the containers' data volumes and internal passwords.";
     };
 
+    defaultPresentation = lib.mkOption {
+      type = path;
+      default = upstreamDefaultPdf;
+      defaultText = lib.literalMD "bigbluebutton/docker's `mod/nginx/default.pdf` (v3.0.4)";
+      description = ''
+        The PDF every meeting shows first (bbb-web asks for
+        `https://<hostName>/default.pdf`), served by the project's nginx.
+      '';
+    };
+
+    presentationRetentionDays = lib.mkOption {
+      type = ints.positive;
+      default = 5;
+      description = ''
+        Uploaded presentations older than this many days are removed (every
+        30 minutes, as upstream's `periodic` container does).
+      '';
+    };
+
     clientTitle = lib.mkOption {
       type = str;
       default = "BigBlueButton";
@@ -328,6 +408,16 @@ in
       assertion = lib.all (n: defaultImages ? ${n}) (lib.attrNames cfg.images);
       message = "services.venue.bbb.images: unknown container(s) ${toString (lib.filter (n: !(defaultImages ? ${n})) (lib.attrNames cfg.images))}; known: ${toString (lib.attrNames defaultImages)}";
     }];
+
+    users.users = lib.mapAttrs
+      (name: id: {
+        uid = id;
+        group = name;
+        isSystemUser = true;
+        description = "uid ${toString id} of BigBlueButton's container images";
+      })
+      imageIds;
+    users.groups = lib.mapAttrs (_: id: { gid = id; }) imageIds;
 
     virtualisation.oci-containers = {
       backend = "podman";
@@ -360,7 +450,7 @@ in
           RemainAfterExit = true;
           UMask = "0077";
         };
-        script = ''
+        script = venue.secrets.requireFiles agentSecrets + ''
           # Data volumes. Not tmpfiles: it would reset the owners the images
           # give them (postgres, bbb-web's uid 998) on every switch. The BBB
           # data stays 0755: the nginx container's workers serve slides and
@@ -375,15 +465,57 @@ in
             [ -s "$f" ] || tr -dc A-Za-z0-9 </dev/urandom | head -c 40 > "$f"
             cat "$f"
           }
+          # Each value in a variable first, then checked: an empty value
+          # inside printf's arguments would not stop this script.
           shared=$(cat ${lib.escapeShellArg cfg.secretFile})
           turn=${if turn.host != null then ''$(cat ${lib.escapeShellArg turn.secretFile})'' else "''"}
+          postgres=$(internal postgres)
+          etherpad=$(internal etherpad)
+          esl=$(internal esl)
+          hasura=$(internal hasura)
+          for v in shared ${lib.optionalString (turn.host != null) "turn "}postgres etherpad esl hasura; do
+            if [ -z "''${!v}" ]; then
+              echo "venue-bbb-secrets: the $v secret is empty: refusing to write the environment files" >&2
+              exit 1
+            fi
+          done
           # TURN_SECRET: filled into our turn-stun-servers template by dockerize.
           printf 'SHARED_SECRET=%s\nTURN_SECRET=%s\n' "$shared" "$turn" > ${runDir}/shared.env
-          printf 'POSTGRES_PASSWORD=%s\n' "$(internal postgres)" > ${runDir}/postgres.env
-          printf 'ETHERPAD_API_KEY=%s\n' "$(internal etherpad)" > ${runDir}/etherpad.env
-          esl=$(internal esl)
+          printf 'POSTGRES_PASSWORD=%s\n' "$postgres" > ${runDir}/postgres.env
+          printf 'ETHERPAD_API_KEY=%s\n' "$etherpad" > ${runDir}/etherpad.env
           printf 'ESL_PASSWORD=%s\nFSESL_PASSWORD=%s\n' "$esl" "$esl" > ${runDir}/esl.env
-          printf 'HASURA_GRAPHQL_ADMIN_SECRET=%s\n' "$(internal hasura)" > ${runDir}/hasura.env
+          printf 'HASURA_GRAPHQL_ADMIN_SECRET=%s\n' "$hasura" > ${runDir}/hasura.env
+        '';
+      };
+
+      # What upstream's `periodic` container does every 30 minutes.
+      venue-bbb-resync-freeswitch = {
+        description = "Let FreeSWITCH resynchronise its clock when idle";
+        path = [ config.virtualisation.podman.package ];
+        serviceConfig.Type = "oneshot";
+        script = ''
+          if [ "$(podman container inspect -f '{{.State.Running}}' freeswitch 2>/dev/null)" != true ]; then
+            echo "FreeSWITCH is not running: nothing to resynchronise"
+            exit 0
+          fi
+          podman exec freeswitch sh -c ${lib.escapeShellArg resyncFreeswitch}
+        '';
+      };
+
+      venue-bbb-clean-presentations = {
+        description = "Remove BigBlueButton presentations older than ${toString cfg.presentationRetentionDays} days";
+        serviceConfig = {
+          Type = "oneshot";
+          ProtectSystem = "strict";
+          # "-": venue-bbb-secrets makes the directory at its first start.
+          ReadWritePaths = [ "-${cfg.stateDir}/bigbluebutton" ];
+          PrivateNetwork = true;
+        };
+        # bbb-web keeps each meeting's uploads in <meeting id>-<timestamp>/.
+        script = ''
+          [ -d ${cfg.stateDir}/bigbluebutton ] || exit 0
+          find ${cfg.stateDir}/bigbluebutton -mindepth 1 -maxdepth 1 -type d -name '*-[0-9]*' \
+            -mtime +${toString cfg.presentationRetentionDays} -print -exec rm -rf {} +
         '';
       };
     } // lib.mapAttrs'
@@ -392,6 +524,20 @@ in
         after = unitDeps;
       })
       containers;
+
+    systemd.timers = lib.genAttrs [ "venue-bbb-resync-freeswitch" "venue-bbb-clean-presentations" ] (_: {
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnBootSec = "5min";
+        OnUnitActiveSec = "30min";
+      };
+    });
+
+    # The environment files are made anew when the agent's secrets change;
+    # restarting that unit restarts the running containers that require it.
+    # Containers that do not start at boot are not started by new secrets.
+    services.venue.secrets.consumers = [ "venue-bbb-secrets.service" ]
+      ++ lib.optionals cfg.autoStart podmanUnits;
 
     services.nginx.virtualHosts.${cfg.hostName} = venue.internal.vhostTls // {
       locations."/" = {

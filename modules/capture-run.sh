@@ -32,10 +32,12 @@ rtmp=$(<"$inputs/rtmp-url")
 [[ $rtmp == rtmp://* || $rtmp == rtmps://* ]] || { echo "capture $room: rtmp-url is not an rtmp:// URL" >&2; exit 2; }
 
 rm -rf "$work"
-mkdir -p -m 0700 "$work"
+# The umask, not `mkdir -m`: with -p, -m would apply to the last directory only.
+(umask 077 && mkdir -p "$work")
 export HOME=$work XDG_RUNTIME_DIR=$work XDG_CONFIG_HOME=$work/config
 
 pids=()
+# shellcheck disable=SC2317 # only reached through the traps below
 cleanup() {
   trap - TERM INT EXIT
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -52,7 +54,8 @@ Xvfb -displayfd 5 -screen 0 "${size}x24" -nolisten tcp -nolisten local -nocursor
 pids+=($!)
 for _ in $(seq 100); do [[ -s $work/display ]] && break; sleep 0.1; done
 [[ -s $work/display ]] || { echo "capture $room: Xvfb did not start: $(cat "$work/xvfb.log")" >&2; exit 1; }
-export DISPLAY=:$(<"$work/display")
+display=$(<"$work/display")
+export DISPLAY=":$display"
 
 # 2. The sound: a PulseAudio of its own with one null sink, `stage`; the
 # browser plays into it and ffmpeg records its monitor. No sound card, no

@@ -9,6 +9,8 @@
 #   /run/venue-capture/<room>/ (0600 in 0700); the unit reads them with
 #   LoadCredential, so they are in no command line, environment or store path.
 #   A polkit rule lets its user start and stop these units and nothing else.
+#   Without the capture secret (missing or empty) it does not start; the
+#   agent's upload restarts it (services.venue.secrets.consumers).
 # - `venue-capture@<room>`: modules/capture-run.sh (the same script the
 #   offline testbed runs with Debian's binaries): Xvfb, a PulseAudio of its
 #   own with a null sink, Chromium in kiosk mode on the join URL, and ffmpeg
@@ -29,6 +31,12 @@
 # - nixos/modules/services/networking/jibri/default.nix @ 3c1331542ff8:
 #   `chromium` with --use-fake-ui-for-media-stream --kiosk
 #   --autoplay-policy=no-user-gesture-required, as in capture-run.sh.
+# - pkgs/build-support/trivial-builders/default.nix @ 00ee9b64aafe:
+#   writeShellApplication prepends `#!bash`, `set -o errexit/nounset/
+#   pipefail` and `export PATH=…` to capture-run.sh; its checkPhase runs
+#   `bash -n`, passthru.tests.shellcheck `shellcheck [--exclude …] <script>`
+#   with no excludes here, so the script must pass every check
+#   (`shellcheck -s bash modules/capture-run.sh` is clean).
 # - nixos/modules/config/pulseaudio.nix @ a31767c8568e: not used; each
 #   capture runs `pulseaudio` (pkgs.pulseaudio) as its own user with only
 #   the modules it names, so no system-wide sound server is needed.
@@ -184,6 +192,7 @@ in
           runDir
         ];
         LoadCredential = [ "capture-secret:${cfg.secretFile}" ];
+        ExecStartPre = [ (venue.secrets.requireFilesCommand "venue-capture" [ cfg.secretFile ]) ];
         User = user;
         Group = user;
         RuntimeDirectory = "venue-capture";
@@ -201,6 +210,8 @@ in
         UMask = "0077";
       };
     };
+
+    services.venue.secrets.consumers = [ "venue-capture.service" ];
 
     systemd.services."venue-capture@" = {
       description = "venue stage capture of room %i";

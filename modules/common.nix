@@ -19,7 +19,19 @@
 #   User=nginx, so it cannot read the agent's 0400 root files: a root unit
 #   copies the certificate for it (group nginx, 0440) into /run; ExecReload
 #   re-reads the files.
-{ config, lib, ... }:
+#
+# Secrets arrive after boot (`venue deploy` on a server installed or booted
+# from a snapshot without them). Every unit that reads one refuses to start
+# without it (`secrets.requireFiles`) and names itself in
+# `secrets.consumers`; a path unit on secretsDir restarts them when the
+# agent's files land. Read against systemd's src/core/path.c (systemd/systemd
+# @ 334415b16e19 and @ 018333725f9d): PathChanged= on a directory watches
+# IN_CREATE|IN_MOVED_TO|IN_CLOSE_WRITE|IN_ATTRIB|IN_DELETE|IN_MOVED_FROM on
+# the directory itself, so the agent's rename into place fires it (whereas
+# DirectoryNotEmpty= fires again as long as anything is there); it never
+# fires for what is already there when the path unit starts; MakeDirectory=
+# creates the directory with DirectoryMode=.
+{ config, lib, pkgs, ... }:
 
 let
   cfg = config.services.venue;
@@ -41,6 +53,45 @@ let
   healthOrder = [ "portal" "bbb" "jitsi" "jvb" "coturn" "stream" "edge" ];
   presentRoles = lib.filter (r: cfg.healthz.checks ? ${r}) healthOrder;
   probedRoles = lib.filter (r: cfg.healthz.checks.${r} != null) presentRoles;
+
+  # Shell text: exit 1, naming the file, unless every one of `files` exists
+  # and is non-empty. Run as root: secretsDir is 0700 root.
+  requireFiles = files: lib.optionalString (files != [ ]) ''
+    for f in ${lib.escapeShellArgs files}; do
+      if [ ! -s "$f" ]; then
+        echo "$f is missing or empty (the agent writes it at venue deploy): refusing to start" >&2
+        exit 1
+      fi
+    done
+  '';
+  # The same as an ExecStartPre= line that runs as root ("+"), for units
+  # that run as a service user.
+  requireFilesCommand = name: files:
+    "+${pkgs.writeShellScript "venue-require-${name}" (requireFiles files)}";
+
+  systemctl = "${config.systemd.package}/bin/systemctl";
+  consumers = lib.unique cfg.secrets.consumers;
+  # (With only one of the two set, the assertion below says so.)
+  tlsFromFiles = cfg.tls.certificateFile != null && cfg.tls.keyFile != null;
+  # nginx reads the copy venue-tls makes: reloaded after it.
+  reloadNginx = tlsFromFiles && config.services.nginx.enable;
+  # The directories whose entries the agent replaces: secretsDir, and the
+  # certificate's if it lives elsewhere.
+  watchedDirs = lib.unique ([ cfg.secretsDir ]
+    ++ lib.optionals tlsFromFiles [ (dirOf cfg.tls.certificateFile) (dirOf cfg.tls.keyFile) ]);
+  # What the consumers last started with: a digest of every file (name and
+  # content) in the watched directories. The agent uploads all of a host's
+  # secrets at every deploy; unchanged ones must not restart a running
+  # conference.
+  digestFile = "/run/venue-secrets/digest";
+  digest = ''
+    find ${lib.escapeShellArgs watchedDirs} -maxdepth 1 -type f ! -name '.*' -print0 \
+      | sort -z | xargs -0 -r sha256sum | sha256sum
+  '';
+  recordDigest = ''
+    install -d -m 0700 ${dirOf digestFile}
+    ${digest} > ${digestFile}
+  '';
 
   healthLocation = url:
     if url == null then {
@@ -129,11 +180,45 @@ in
         description = "Private key of {option}`certificateFile`.";
       };
 
-      reloadServices = lib.mkOption {
+    };
+
+    secrets = {
+      consumers = lib.mkOption {
         type = listOf str;
         default = [ ];
+        example = [ "prosody.service" "coturn.service" ];
+        description = ''
+          Units that read files from {option}`secretsDir` (or the agent's
+          certificate). When the agent writes new secrets (`venue deploy`),
+          every one of them is restarted (also a failed one, which refused to
+          start without its secrets); when the files are unchanged, the ones
+          not running are started. nginx is reloaded after the certificate's
+          copy (`venue-tls.service`, itself a consumer) is made anew.
+        '';
+      };
+
+      requireFiles = lib.mkOption {
+        type = functionTo str;
         internal = true;
-        description = "Units restarted when the certificate file changes (nginx is reloaded).";
+        readOnly = true;
+        default = requireFiles;
+        description = ''
+          `files: shell text` that exits 1 with a message naming the file
+          unless every one of `files` exists and is non-empty, for a unit's
+          root script or preStart (secretsDir is readable by root only).
+        '';
+      };
+
+      requireFilesCommand = lib.mkOption {
+        type = functionTo (functionTo str);
+        internal = true;
+        readOnly = true;
+        default = requireFilesCommand;
+        description = ''
+          `name: files: "+/nix/store/…-venue-require-<name>"`: the same check
+          as an `ExecStartPre=` entry that runs as root, for units with a
+          service user.
+        '';
       };
     };
 
@@ -207,45 +292,45 @@ in
     };
   };
 
-  config = lib.mkIf (cfg.healthz.checks != { }) (lib.mkMerge [{
-    assertions = [{
-      assertion = (cfg.tls.certificateFile == null) == (cfg.tls.keyFile == null);
-      message = "services.venue.tls: set both certificateFile and keyFile, or neither.";
-    }];
+  config = lib.mkMerge [
+    (lib.mkIf (cfg.healthz.checks != { }) {
+      assertions = [{
+        assertion = (cfg.tls.certificateFile == null) == (cfg.tls.keyFile == null);
+        message = "services.venue.tls: set both certificateFile and keyFile, or neither.";
+      }];
 
-    security.acme = {
-      acceptTerms = true;
-      defaults.email = lib.mkIf (cfg.acme.email != null) cfg.acme.email;
-      defaults.server = lib.mkIf (cfg.acme.server != null) cfg.acme.server;
-    };
-
-    services.nginx = {
-      enable = true;
-      recommendedProxySettings = true;
-      recommendedTlsSettings = true;
-      # Requests by address (the deploy step's health check) match no
-      # server_name and land here, in plain HTTP.
-      virtualHosts."venue-health" = {
-        default = true;
-        serverName = "_";
-        locations = {
-          "= /healthz" = healthLocation (
-            if probedRoles == [ ] then null else cfg.healthz.checks.${lib.head probedRoles}
-          );
-        } // lib.listToAttrs (map
-          (role: lib.nameValuePair "= /healthz/${role}" (healthLocation cfg.healthz.checks.${role}))
-          presentRoles);
+      security.acme = {
+        acceptTerms = true;
+        defaults.email = lib.mkIf (cfg.acme.email != null) cfg.acme.email;
+        defaults.server = lib.mkIf (cfg.acme.server != null) cfg.acme.server;
       };
-    };
 
-    networking.firewall.allowedTCPPorts = [ 80 ];
-  }
+      services.nginx = {
+        enable = true;
+        recommendedProxySettings = true;
+        recommendedTlsSettings = true;
+        # Requests by address (the deploy step's health check) match no
+        # server_name and land here, in plain HTTP.
+        virtualHosts."venue-health" = {
+          default = true;
+          serverName = "_";
+          locations = {
+            "= /healthz" = healthLocation (
+              if probedRoles == [ ] then null else cfg.healthz.checks.${lib.head probedRoles}
+            );
+          } // lib.listToAttrs (map
+            (role: lib.nameValuePair "= /healthz/${role}" (healthLocation cfg.healthz.checks.${role}))
+            presentRoles);
+        };
+      };
 
-    # `venue deploy` replaces the certificate in place (same path, so the
-    # system does not change): reload nginx, which re-reads it without
-    # dropping connections. Services that load it through systemd
-    # credentials (coturn) add themselves to `services.venue.tls.reloadServices`.
-    (lib.mkIf (cfg.tls.certificateFile != null) {
+      networking.firewall.allowedTCPPorts = [ 80 ];
+    })
+
+    # The agent's certificate, copied for nginx (which cannot read the root
+    # files) at boot and by the secrets' path unit below when `venue deploy`
+    # replaces it: a consumer like any other, then a reload of nginx.
+    (lib.mkIf tlsFromFiles {
       systemd.services.venue-tls = {
         description = "Hand the venue's certificate to nginx";
         wantedBy = [ "multi-user.target" "nginx.service" ];
@@ -255,24 +340,80 @@ in
           RemainAfterExit = true;
           UMask = "0077";
         };
-        script = copyTls;
+        script = requireFiles [ cfg.tls.certificateFile cfg.tls.keyFile ] + copyTls;
       };
-      systemd.paths.venue-tls-renewed = {
+      services.venue.secrets.consumers = [ "venue-tls.service" ];
+    })
+
+    (lib.mkIf (consumers != [ ]) {
+      # The agent makes it too (mode 0700); here so that the path unit
+      # watches the directory itself from the first boot on.
+      systemd.tmpfiles.settings.venue-secrets.${cfg.secretsDir}.d = {
+        mode = "0700";
+        user = "root";
+        group = "root";
+      };
+
+      # What the consumers start with at boot.
+      systemd.services.venue-secrets-digest = {
+        description = "Note which secrets the services start with";
         wantedBy = [ "multi-user.target" ];
-        # Either file: a reload with a mismatched pair fails `nginx -t` and
-        # keeps the old one; the second file's change brings the new pair.
-        pathConfig.PathChanged = [ cfg.tls.certificateFile cfg.tls.keyFile ];
+        before = consumers;
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          UMask = "0077";
+        };
+        script = recordDigest;
       };
-      # A copy and a reload: no restart of nginx (and nothing that Requires it).
-      systemd.services.venue-tls-renewed = {
-        description = "Hand a replaced certificate to the services that use it";
+
+      systemd.paths.venue-secrets-changed = {
+        description = "Watch for the secrets `venue deploy` writes";
+        wantedBy = [ "multi-user.target" ];
+        pathConfig = {
+          # The agent writes each file beside its name and renames it into
+          # place: an IN_MOVED_TO on the directory.
+          PathChanged = watchedDirs;
+          MakeDirectory = true;
+          DirectoryMode = "0700";
+        };
+      };
+
+      systemd.services.venue-secrets-changed = {
+        description = "Restart the services that read the venue's secrets";
+        after = [ "venue-secrets-digest.service" ];
         serviceConfig = {
           Type = "oneshot";
           UMask = "0077";
+          # A consumer's start can hang; the next change needs this unit free.
+          TimeoutStartSec = "10min";
         };
-        script = copyTls + ''
-          ${config.systemd.package}/bin/systemctl try-reload-or-restart nginx.service ${lib.escapeShellArgs cfg.tls.reloadServices}
+        script = ''
+          # The agent writes several files in one go: let it finish. Changes
+          # meanwhile merge into this run.
+          sleep 3
+          # Units that refused to start (and hit their start limit) may
+          # start; nginx too, which fails without the agent's certificate.
+          ${systemctl} reset-failed ${lib.escapeShellArgs (consumers ++ lib.optional reloadNginx "nginx.service")} || true
+          old=$(cat ${digestFile} 2>/dev/null || true)
+          new=$(${digest})
+          # One unit that fails (a secret still missing) must not keep the
+          # others, or nginx, from their turn.
+          rc=0
+          if [ "$old" != "$new" ]; then
+            echo "secrets changed: restarting ${lib.concatStringsSep " " consumers}"
+            printf '%s\n' "$new" > ${digestFile}
+            ${systemctl} restart ${lib.escapeShellArgs consumers} || rc=$?
+            ${lib.optionalString reloadNginx ''
+              ${systemctl} reload-or-restart nginx.service || rc=$?
+            ''}
+          else
+            echo "secrets unchanged: starting what is not running"
+            ${systemctl} start ${lib.escapeShellArgs (consumers ++ lib.optional reloadNginx "nginx.service")} || rc=$?
+          fi
+          exit "$rc"
         '';
       };
-    })]);
+    })
+  ];
 }

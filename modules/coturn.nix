@@ -15,7 +15,14 @@
 #   (group nginx) made the challenge directory unreadable for nginx, and flip
 #   between groups on a host with both. So the TURN cert keeps nginx's group
 #   and coturn gets the key through systemd credentials (read by root at start).
-{ config, lib, ... }:
+#   The preStart's `head -n1 <secret> || :` turns a missing or empty secret
+#   into an empty static-auth-secret, so a root ExecStartPre checks first.
+#   no-tcp-relay is its own option there (bool, default false).
+# - coturn/coturn src/apps/stunclient/stunclient.c @ 0496635eddc6: exits 0
+#   whatever the answer and waits for it without a timeout; it prints "UDP
+#   reflexive addr" only for a binding success response. The health check
+#   wraps it in `timeout` and looks for that line.
+{ config, lib, pkgs, ... }:
 
 let
   venue = config.services.venue;
@@ -25,6 +32,24 @@ let
 
   # The agent's certificate when it supplies one, else this host's own ACME cert.
   ownCert = venue.tls.certificateFile == null;
+  secretFiles = [ cfg.secretFile ] ++ lib.optionals (cfg.tls && !ownCert) [ certFiles.cert certFiles.key ];
+
+  # Media servers on this host are legitimate relay peers on its own
+  # addresses (clients behind strict NATs reach a bridge through TURN).
+  mediaHere = lib.any (role: (venue.${role}.enable or false)) [ "jitsi" "jvb" "bbb" ];
+
+  # `/healthz/coturn`: a STUN binding request to coturn's own UDP listener,
+  # answered over HTTP for nginx (one socket-activated instance per request).
+  healthCheck = pkgs.writeShellScript "venue-healthz-coturn" ''
+    # Read the request up to its blank line, so closing answers it cleanly.
+    while IFS= read -r -t 5 line && [ "''${line%$'\r'}" != "" ]; do :; done
+    if timeout 3 ${pkgs.coturn}/bin/turnutils_stunclient -p ${toString venue.turn.port} 127.0.0.1 2>&1 \
+        | grep -q 'reflexive addr'; then
+      printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nok\n'
+    else
+      printf 'HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\ncoturn does not answer STUN on 127.0.0.1:%s\n' ${toString venue.turn.port}
+    fi
+  '';
   certFiles =
     if ownCert then
       let dir = config.security.acme.certs.${cfg.hostName}.directory;
@@ -94,6 +119,25 @@ in
       default = true;
       description = "Offer TURN over TLS on 5349 with an ACME certificate for {option}`hostName`.";
     };
+
+    ownAddresses = lib.mkOption {
+      type = listOf str;
+      default = [ ];
+      example = [ "203.0.113.7" "2001:db8::1" ];
+      description = ''
+        This host's public addresses. A relay to them would arrive on the
+        loopback interface, which the firewall trusts, so they are refused
+        as peers too, unless a media server (jitsi, jvb, bbb) shares the
+        host: its UDP ports are then legitimate peers (TCP relays are off
+        in any case). `lib.mkFleet` sets them.
+      '';
+    };
+
+    healthPort = lib.mkOption {
+      type = port;
+      default = 8478;
+      description = "Loopback port of the health check behind `/healthz/coturn` (a STUN request to coturn).";
+    };
   };
 
   config = lib.mkIf cfg.enable (lib.mkMerge [
@@ -111,17 +155,51 @@ in
         no-cli = true;
         no-tls = !cfg.tls;
         no-dtls = !cfg.tls;
+        # Clients relay media over UDP; a TCP relay (RFC 6062) would let any
+        # attendee open connections to whatever the peer rules allow.
+        no-tcp-relay = true;
         cert = lib.mkIf cfg.tls "${credDir}/tls-cert";
         pkey = lib.mkIf cfg.tls "${credDir}/tls-key";
         extraConfig = ''
           no-multicast-peers
           fingerprint
-        '' + lib.concatMapStrings (r: "denied-peer-ip=${r}\n") cfg.deniedPeerRanges;
+        '' + lib.concatMapStrings (r: "denied-peer-ip=${r}\n")
+          (cfg.deniedPeerRanges ++ lib.optionals (!mediaHere) cfg.ownAddresses);
       };
 
-      systemd.services.coturn.serviceConfig.LoadCredential =
-        [ "turn-secret:${cfg.secretFile}" ]
-        ++ lib.optionals cfg.tls [ "tls-cert:${certFiles.cert}" "tls-key:${certFiles.key}" ];
+      systemd.services.coturn.serviceConfig = {
+        LoadCredential =
+          [ "turn-secret:${cfg.secretFile}" ]
+          ++ lib.optionals cfg.tls [ "tls-cert:${certFiles.cert}" "tls-key:${certFiles.key}" ];
+        # An empty file would pass LoadCredential= and become an empty secret.
+        ExecStartPre = lib.mkBefore [ (venue.secrets.requireFilesCommand "coturn" secretFiles) ];
+      };
+
+      # Restarted when `venue deploy` writes the secret or the certificate
+      # (coturn has no reload; credentials are copied at start).
+      services.venue.secrets.consumers = [ "coturn.service" ];
+
+      systemd.sockets.venue-healthz-coturn = {
+        description = "Health check of coturn, for nginx";
+        wantedBy = [ "sockets.target" ];
+        listenStreams = [ "127.0.0.1:${toString cfg.healthPort}" ];
+        socketConfig.Accept = true;
+      };
+      systemd.services."venue-healthz-coturn@" = {
+        description = "Ask coturn for a STUN binding";
+        serviceConfig = {
+          ExecStart = healthCheck;
+          StandardInput = "socket";
+          StandardOutput = "socket";
+          StandardError = "journal";
+          DynamicUser = true;
+          PrivateTmp = true;
+          ProtectSystem = "strict";
+          ProtectHome = true;
+          NoNewPrivileges = true;
+          RuntimeMaxSec = 10;
+        };
+      };
 
       networking.firewall = {
         allowedTCPPorts = [ venue.turn.port ] ++ lib.optional cfg.tls venue.turn.tlsPort;
@@ -129,15 +207,9 @@ in
         allowedUDPPortRanges = [{ from = cfg.minPort; to = cfg.maxPort; }];
       };
 
-      # nginx serves /healthz and, with TLS, the ACME challenge.
-      services.venue.healthz.checks.coturn = null;
+      # nginx serves /healthz (what coturn answers) and, with TLS, the ACME challenge.
+      services.venue.healthz.checks.coturn = "http://127.0.0.1:${toString cfg.healthPort}/";
     }
-
-    # The agent's certificate: restarted when `venue deploy` replaces it
-    # (coturn has no reload, and credentials are copied at start).
-    (lib.mkIf (cfg.tls && !ownCert) {
-      services.venue.tls.reloadServices = [ "coturn.service" ];
-    })
 
     (lib.mkIf (cfg.tls && ownCert) {
       # A certificate of its own; nginx answers its HTTP-01 challenge. Same

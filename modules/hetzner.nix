@@ -3,6 +3,11 @@
 # Hetzner API assigns a /64 but DHCP does not hand it out), and the SSH host
 # key the agent pinned.
 #
+# The public NIC's name depends on the server type (the machine model and
+# its PCI layout: ens3 on some, enp1s0 on others), so systemd-networkd
+# configures whichever Ethernet NIC it finds by a name pattern; venue
+# servers have that one NIC (the agent attaches no private network).
+#
 # The host key: the agent puts the server's key in its user_data (a
 # cloud-config `ssh_keys.ed25519_private` block, agent/src/commands/keys.rs)
 # and pins the public half. The installer copies it to /mnt/etc/ssh; on
@@ -30,6 +35,16 @@
 #   index ids 49272750396, 8428404): `extraCommands`/`extraStopCommands`
 #   only work with the iptables backend (nftables is not enabled here) and
 #   run at every start and reload, hence the delete-then-insert.
+# - nixos/modules/system/boot/networkd.nix (index copy dd3bd10db439):
+#   `systemd.network.networks.<name>.{matchConfig,networkConfig,linkConfig}`
+#   ([Network] takes DHCP, Address, Gateway, IPv6AcceptRA); enabling
+#   networkd turns on systemd-resolved by default, which receives the DNS
+#   servers DHCP gives.
+# - pkgs/build-support/trivial-builders/default.nix @ 00ee9b64aafe:
+#   writeShellApplication writes `#!bash`, `set -o errexit/nounset/pipefail`,
+#   `export PATH=…` and the text; its checkPhase runs `bash -n`, and
+#   passthru.tests.shellcheck runs `shellcheck [--exclude …]` on that file
+#   (no excludes here: hostKeyScript must pass every check).
 # - Hetzner's metadata service: /hetzner/v1/userdata and
 #   /hetzner/v1/metadata (YAML with `public-keys`), as cloud-init's Hetzner
 #   datasource reads them.
@@ -70,8 +85,13 @@ in
 
     interface = lib.mkOption {
       type = str;
-      default = "enp1s0";
-      description = "Name of the public network interface.";
+      default = "en* eth*";
+      example = "enp1s0";
+      description = ''
+        The public network interface: a systemd.network `Name=` match
+        (space-separated names or globs). The default takes any Ethernet
+        NIC, whatever name the server type gives it.
+      '';
     };
 
     ipv6Address = lib.mkOption {
@@ -171,16 +191,18 @@ in
       services.qemuGuest.enable = true;
 
       networking.useDHCP = false;
-      networking.interfaces.${cfg.interface} = {
-        useDHCP = true;
-        ipv6.addresses = lib.mkIf (cfg.ipv6Address != null) [{
-          address = cfg.ipv6Address;
-          prefixLength = 64;
-        }];
-      };
-      networking.defaultGateway6 = lib.mkIf (cfg.ipv6Address != null) {
-        address = "fe80::1";
-        inherit (cfg) interface;
+      networking.useNetworkd = true;
+      systemd.network.networks."10-venue-public" = {
+        matchConfig.Name = cfg.interface;
+        networkConfig = {
+          DHCP = "ipv4";
+          # Hetzner routes the /64 to the server and announces nothing.
+          IPv6AcceptRA = false;
+        } // lib.optionalAttrs (cfg.ipv6Address != null) {
+          Address = "${cfg.ipv6Address}/64";
+          Gateway = "fe80::1";
+        };
+        linkConfig.RequiredForOnline = "routable";
       };
 
       systemd.services.venue-host-key = {

@@ -29,6 +29,26 @@
 #   without a token (an anonymous one) through, "jicofo is verifying
 #   creation domain", which it does not without authentication. Hence no
 #   anonymous host at all here.
+# - nixos/modules/services/web-apps/jitsi-meet.nix, newest stored copy
+#   (search index file 146887262, the prosody.lockdown / jigasi revision):
+#   prosody gets `reloadIfChanged = true`; its own `lockdown` binds
+#   httpInterfaces to 127.0.0.1 and c2s to 127.0.0.1 (which extra bridges
+#   could then not reach), and turns proxy65 off; nginx reaches prosody at
+#   `localhost:5280`; the local bridge and jicofo connect to `localhost`.
+# - nixos/modules/services/networking/prosody.nix @ daaf9122b9fa: preStart
+#   renders /etc/prosody/prosody.cfg.lua through envsubst into
+#   /run/prosody/prosody.cfg.lua as User=prosody, and ExecReload only sends
+#   SIGHUP, so a reload re-reads the old rendering; httpInterfaces and
+#   httpsInterfaces default to every address ("*", "::"), httpsPorts to 5281.
+# - nixos/modules/services/networking/jicofo.nix @ a7e6638a4089 and
+#   jitsi-videobridge.nix (file 559257253): both units read their password
+#   with `$(cat …)` in the script, which does not stop on a missing file.
+# - jitsi/jicoco MucClientManager/MucClient (search index file 41610657530):
+#   Smack checks the server's certificate against the XMPP domain
+#   (`auth.<host>`), which the event's `*.<domain>` certificate does not
+#   name. Extra bridges therefore reach prosody through a TLS port of nginx
+#   on this host that presents the event's certificate for `<host>`, and
+#   their own nginx verifies it (see jvb.nix).
 #
 # jitsi-meet carries libolm's knownVulnerabilities (end-to-end encryption
 # code the venue does not rely on). The module cannot permit it through
@@ -51,7 +71,31 @@ let
   # The videobridge's private HTTP server (jvb reference.conf: 127.0.0.1:8080).
   colibriPrivatePort = 8080;
   allowOnly = addresses: lib.concatMapStrings (a: "allow ${a};\n") addresses + "deny all;\n";
-  statsFrom = [ "127.0.0.1" "::1" ] ++ lib.optional (cfg.publicAddress != null) cfg.publicAddress ++ cfg.statsFrom;
+  statsFrom = [ "127.0.0.1" "::1" ]
+    ++ lib.filter (a: a != null) [ cfg.publicAddress cfg.publicAddress6 ]
+    ++ cfg.statsFrom;
+
+  # What the units read from secretsDir: each must be there, non-empty.
+  requiredSecrets = lib.optional cfg.jwt.enable cfg.jwt.secretFile
+    ++ lib.optional (turn.host != null) turn.secretFile
+    ++ lib.optional cfg.bridges.acceptRemote cfg.bridges.passwordFile;
+
+  # The units that start with what venue-jitsi-secrets hands over.
+  jitsiUnits = [ "prosody.service" "jicofo.service" "jitsi-videobridge2.service" ];
+
+  # Where nginx takes the extra bridges' TLS.
+  bridgeListen = lib.optional (cfg.localAddress != null) cfg.localAddress
+    ++ lib.optional (cfg.publicAddress6 != null) "[${cfg.publicAddress6}]";
+
+  # The certificate nginx presents to extra bridges: the one of this host's
+  # web app (the agent's, or this host's ACME certificate).
+  bridgeTls =
+    if venue.tls.certificateFile != null then {
+      cert = venue.internal.vhostTls.sslCertificate;
+      key = venue.internal.vhostTls.sslCertificateKey;
+    } else
+      let dir = config.security.acme.certs.${host}.directory;
+      in { cert = "${dir}/fullchain.pem"; key = "${dir}/key.pem"; };
 in
 {
   imports = [ ./common.nix ];
@@ -81,6 +125,17 @@ in
       default = null;
       example = "10.0.0.2";
       description = "Address of the bridge's interface (equal to publicAddress when there is no NAT).";
+    };
+
+    publicAddress6 = lib.mkOption {
+      type = nullOr str;
+      default = null;
+      example = "2001:db8::7";
+      description = ''
+        This host's public IPv6 address: a portal on the same host reaches
+        `/room-size` and `/colibri/stats` from it (or from
+        {option}`publicAddress`) when the public name resolves to it.
+      '';
     };
 
     jwt = {
@@ -124,8 +179,24 @@ in
         type = bool;
         default = false;
         description = ''
-          Open XMPP client port 5222 so that extra videobridge hosts
-          (services.venue.jvb) can log in and join the bridge MUC.
+          Let extra videobridge hosts (services.venue.jvb) log in and join
+          the bridge MUC: nginx accepts TLS on {option}`bridges.port` with
+          this host's web certificate and passes the stream to prosody's
+          XMPP client port, which itself listens on loopback only. Needs
+          {option}`localAddress` or {option}`publicAddress6`; the password
+          file is then required.
+        '';
+      };
+
+      port = lib.mkOption {
+        type = port;
+        default = 5222;
+        description = ''
+          TLS port (opened in the firewall) where extra videobridges reach
+          prosody: nginx listens on it on {option}`localAddress` and
+          {option}`publicAddress6`, prosody's own XMPP client port on
+          loopback. The default is the XMPP client port, which the agent's
+          cloud firewall opens to the event's servers only.
         '';
       };
     };
@@ -213,60 +284,127 @@ in
       services.prosody.virtualHosts."guest.${host}".enabled = lib.mkForce false;
 
       # Copies the agent's secrets to where the nixpkgs units read them;
-      # root reads the 0400 files, the copies stay outside the store.
+      # root reads the 0400 files, the copies stay outside the store. Fails
+      # without them, and then prosody, jicofo and the bridge do not start
+      # (Requires=): no prosody that would take tokens signed with an empty
+      # key. The path unit of common.nix starts it all once they arrive.
       systemd.services.venue-jitsi-secrets = {
         description = "Hand the venue's secrets to prosody and the videobridge";
         wantedBy = [ "multi-user.target" ];
-        before = [ "prosody.service" "jicofo.service" "jitsi-videobridge2.service" "jitsi-meet-init-secrets.service" ];
-        requiredBy = [ "prosody.service" ];
+        before = jitsiUnits ++ [ "jitsi-meet-init-secrets.service" ];
+        requiredBy = jitsiUnits;
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
           UMask = "0077";
         };
-        script = ''
+        script = venue.secrets.requireFiles requiredSecrets + ''
           mkdir -p /run/venue-jitsi
-          : > ${envFile}
+          : > ${envFile}.new
           ${lib.optionalString cfg.jwt.enable ''
-            printf 'VENUE_JWT_SECRET=%s\n' "$(cat ${lib.escapeShellArg cfg.jwt.secretFile})" >> ${envFile}
+            secret=$(cat ${lib.escapeShellArg cfg.jwt.secretFile})
+            printf 'VENUE_JWT_SECRET=%s\n' "$secret" >> ${envFile}.new
           ''}
           ${lib.optionalString (turn.host != null) ''
-            printf 'VENUE_TURN_SECRET=%s\n' "$(cat ${lib.escapeShellArg turn.secretFile})" >> ${envFile}
+            secret=$(cat ${lib.escapeShellArg turn.secretFile})
+            printf 'VENUE_TURN_SECRET=%s\n' "$secret" >> ${envFile}.new
           ''}
+          mv ${envFile}.new ${envFile}
           # nixpkgs' jitsi-meet module reads the local bridge's password from
           # this fixed path and only generates it when it is missing.
-          if [ -e ${lib.escapeShellArg cfg.bridges.passwordFile} ]; then
+          if [ -s ${lib.escapeShellArg cfg.bridges.passwordFile} ]; then
             install -d -m 0750 -g jitsi-meet /var/lib/jitsi-meet
             install -m 0640 -g jitsi-meet ${lib.escapeShellArg cfg.bridges.passwordFile} /var/lib/jitsi-meet/videobridge-secret
-          ${lib.optionalString cfg.bridges.acceptRemote ''
-            else
-              echo "missing ${cfg.bridges.passwordFile}: extra videobridges could not join" >&2
-              exit 1
-          ''}
           fi
         '';
       };
 
-      systemd.services.prosody.serviceConfig = {
-        EnvironmentFile = [ envFile ];
-        # The rendered configuration in /run/prosody holds secrets.
-        UMask = "0027";
+      # Restarted (the three with venue-jitsi-secrets, by Requires=) when
+      # `venue deploy` writes new secrets, also after they refused to start.
+      services.venue.secrets.consumers = [ "venue-jitsi-secrets.service" ] ++ jitsiUnits;
+
+      systemd.services.prosody = {
+        # A changed configuration or secret takes effect only through a new
+        # rendering: restart, not nixpkgs' SIGHUP reload of the old one.
+        reloadIfChanged = lib.mkForce false;
+        # Refuses to render a configuration with an empty secret (the
+        # environment file is there, but a value could be missing).
+        preStart = lib.mkBefore (lib.concatMapStrings
+          (var: ''
+            if [ -z "''${${var}:-}" ]; then
+              echo "${var} is empty in ${envFile}: refusing to start" >&2
+              exit 1
+            fi
+          '')
+          (lib.optional cfg.jwt.enable "VENUE_JWT_SECRET" ++ lib.optional (turn.host != null) "VENUE_TURN_SECRET"));
+        serviceConfig = {
+          EnvironmentFile = [ envFile ];
+          # The rendered configuration in /run/prosody holds secrets.
+          UMask = "0027";
+          # `systemctl reload` renders anew (with the environment file read
+          # again) before the SIGHUP.
+          ExecReload = lib.mkForce [
+            "${pkgs.envsubst}/bin/envsubst -i ${config.environment.etc."prosody/prosody.cfg.lua".source} -o /run/prosody/prosody.cfg.lua"
+            "${pkgs.coreutils}/bin/kill -HUP $MAINPID"
+          ];
+        };
       };
 
-      services.prosody.extraConfig = lib.mkIf (turn.host != null) (lib.mkBefore ''
-        -- TURN credentials for clients (XEP-0215), from the venue's coturn.
-        external_service_secret = "$VENUE_TURN_SECRET"
-        external_services = {
-          { type = "stun", host = "${turn.host}", port = ${toString turn.port} },
-          { type = "turn", host = "${turn.host}", port = ${toString turn.port}, transport = "udp", secret = true, ttl = ${toString turn.ttl}, algorithm = "turn" },
-          { type = "turns", host = "${turn.host}", port = ${toString turn.tlsPort}, transport = "tcp", secret = true, ttl = ${toString turn.ttl}, algorithm = "turn" },
-        }
-      '');
+      # HTTP (BOSH, websockets, /room-size) only for nginx on this host;
+      # no HTTPS or file proxy listeners at all. XMPP clients: the local
+      # jicofo and bridge, and extra bridges through nginx (below).
+      services.prosody = {
+        httpInterfaces = [ "127.0.0.1" "::1" ];
+        httpsPorts = [ ];
+        modules.proxy65 = false;
+      };
+      services.prosody.extraConfig = lib.mkMerge [
+        (lib.mkBefore ''
+          c2s_interfaces = { "127.0.0.1", "::1" }
+          s2s_interfaces = { "127.0.0.1", "::1" }
+          -- Requests by address (the health check) are for the main host.
+          http_default_host = "${host}"
+        '')
+        (lib.mkIf (turn.host != null) (lib.mkBefore ''
+          -- TURN credentials for clients (XEP-0215), from the venue's coturn.
+          external_service_secret = "$VENUE_TURN_SECRET"
+          external_services = {
+            { type = "stun", host = "${turn.host}", port = ${toString turn.port} },
+            { type = "turn", host = "${turn.host}", port = ${toString turn.port}, transport = "udp", secret = true, ttl = ${toString turn.ttl}, algorithm = "turn" },
+            { type = "turns", host = "${turn.host}", port = ${toString turn.tlsPort}, transport = "tcp", secret = true, ttl = ${toString turn.ttl}, algorithm = "turn" },
+          }
+        ''))
+      ];
 
-      networking.firewall.allowedTCPPorts = [ 80 443 ] ++ lib.optional cfg.bridges.acceptRemote 5222;
+      networking.firewall.allowedTCPPorts = [ 80 443 ] ++ lib.optional cfg.bridges.acceptRemote cfg.bridges.port;
 
-      services.venue.healthz.checks.jitsi = null;
+      # prosody's own BOSH endpoint answers GET with 200 when it runs.
+      services.venue.healthz.checks.jitsi = "http://127.0.0.1:5280/http-bind";
     }
+
+    (lib.mkIf cfg.bridges.acceptRemote {
+      assertions = [{
+        assertion = bridgeListen != [ ];
+        message = "services.venue.jitsi.bridges.acceptRemote: set localAddress or publicAddress6, where nginx takes the bridges' TLS.";
+      }];
+      # Extra bridges log in over TLS with this host's web certificate,
+      # which they verify against the system's CAs (jvb.nix); prosody sees a
+      # loopback connection. On this host's own addresses only: prosody has
+      # the same port on loopback.
+      services.nginx.streamConfig = ''
+        server {
+          ${lib.concatMapStrings (a: "listen ${a}:${toString cfg.bridges.port} ssl;\n") bridgeListen}
+          ssl_certificate ${bridgeTls.cert};
+          ssl_certificate_key ${bridgeTls.key};
+          proxy_pass 127.0.0.1:5222;
+        }
+      '';
+      # The address may come up after nginx starts (DHCP).
+      boot.kernel.sysctl = lib.mkIf (!config.boot.isContainer) {
+        "net.ipv4.ip_nonlocal_bind" = 1;
+        "net.ipv6.ip_nonlocal_bind" = 1;
+      };
+    })
 
     (lib.mkIf cfg.jwt.enable {
       # mod_auth_token and its luajwtjitsi come with jitsi-meet-prosody; they

@@ -3,6 +3,10 @@
 # Its configuration file names the BBB servers, the Jitsi domain and the
 # TURN server, and only the paths of secrets: systemd copies the root-only
 # secret files into the service's credentials directory at start.
+# Without them it does not start: systemd refuses a missing credential file,
+# and a root check before the start refuses an empty one, naming it; the
+# portal is restarted when the agent uploads them
+# (services.venue.secrets.consumers, common.nix).
 #
 # Read against nixpkgs (newest stored copy):
 # - nixos/modules/services/web-servers/nginx/vhost-options.nix @ 9c5718477:
@@ -42,6 +46,11 @@ let
     } // lib.optionalAttrs (cfg.jitsi.roomSizeUrl != null) {
       room_size_url = cfg.jitsi.roomSizeUrl;
     };
+  } // lib.optionalAttrs (cfg.poolFile != null) {
+    pool_file = cfg.poolFile;
+    # The agent names its root-only files; the service reads its credentials.
+    pool_secret_files."${venue.secretsDir}/bbb-secret" = "${credDir}/pool-bbb-secret";
+    pool_api_secret_file = "${credDir}/pool-api-secret";
   } // lib.optionalAttrs (cfg.streamUrls != [ ]) {
     stream.urls = cfg.streamUrls;
   } // lib.optionalAttrs (cfg.captureRtmpUrl != null) {
@@ -62,12 +71,18 @@ let
 
   configFile = toml.generate "venue-portal.toml" portalConfig;
 
-  credentials =
-    [ "portal-session:${cfg.sessionSecretFile}" ]
-    ++ map (f: "${bbbCredName f}:${f}") bbbSecretFiles
-    ++ lib.optional (cfg.jitsi.domain != null) "jwt-secret:${cfg.jitsi.secretFile}"
-    ++ lib.optional (venue.turn.host != null) "turn-secret:${venue.turn.secretFile}"
-    ++ lib.optional (cfg.captureRtmpUrl != null) "capture-secret:${venue.secretsDir}/capture-secret";
+  # Credential name → the agent's file.
+  secretFiles =
+    [{ name = "portal-session"; file = cfg.sessionSecretFile; }]
+    ++ map (f: { name = bbbCredName f; file = f; }) bbbSecretFiles
+    ++ lib.optional (cfg.jitsi.domain != null) { name = "jwt-secret"; file = cfg.jitsi.secretFile; }
+    ++ lib.optional (venue.turn.host != null) { name = "turn-secret"; file = venue.turn.secretFile; }
+    ++ lib.optional (cfg.captureRtmpUrl != null) { name = "capture-secret"; file = "${venue.secretsDir}/capture-secret"; }
+    ++ lib.optionals (cfg.poolFile != null) [
+      { name = "pool-bbb-secret"; file = "${venue.secretsDir}/bbb-secret"; }
+      { name = "pool-api-secret"; file = "${venue.secretsDir}/capture-secret"; }
+    ];
+  credentials = map (c: "${c.name}:${c.file}") secretFiles;
 
   # Admin commands must run as the service's dynamic user, or the SQLite
   # file they touch would end up owned by root.
@@ -145,6 +160,20 @@ in
         the event's `capture-secret`) that tells the capture hosts which
         streamed rooms should be live, and a room is pushed to
         `<url>/<room slug>`.
+      '';
+    };
+
+    poolFile = lib.mkOption {
+      type = nullOr str;
+      default = null;
+      example = "/var/lib/venue/pool.json";
+      description = ''
+        The BigBlueButton pool file that `venue autopilot` writes (JSON, mode
+        0644, renamed into place): servers beyond {option}`bbbServers` join,
+        drain and leave without a restart. Its entries' secret file must be
+        the event's `bbb-secret`, which the service gets as a credential.
+        With it, `GET /pool/api/servers` answers the agent (Bearer: the
+        event's `capture-secret`).
       '';
     };
 
@@ -277,6 +306,7 @@ in
           "${configFile}"
         ];
         LoadCredential = credentials;
+        ExecStartPre = [ (venue.secrets.requireFilesCommand unit (map (c: c.file) secretFiles)) ];
         DynamicUser = true;
         User = unit;
         StateDirectory = unit;
@@ -308,6 +338,8 @@ in
         UMask = "0077";
       };
     };
+
+    services.venue.secrets.consumers = [ "${unit}.service" ];
 
     environment.systemPackages = [ portalCtl ];
 

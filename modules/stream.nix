@@ -10,6 +10,14 @@
 # Edge: nginx's proxy cache in front of the origin's /hls/: segments are
 # fetched from the origin once per edge (proxy_cache_lock), playlists at most
 # once a second, so the origin's load does not grow with the audience.
+# The origin's name is resolved when requests need it (a variable in
+# proxy_pass, nginx's `resolver`), not once at start: the edge starts before
+# the origin's record exists, and follows it when the origin is replaced.
+# nginx's resolver speaks DNS only, so it asks the host's systemd-resolved
+# stub, which knows the DHCP servers and /etc/hosts.
+#
+# Health: the origin's is the RTMP module's own status page (rtmp_stat),
+# the edge's is the origin's, fetched through the edge's resolver.
 #
 # Read against nixpkgs (newest stored copies):
 # - nixos/modules/services/web-servers/nginx/default.nix @ 5bba330bed5d:
@@ -17,11 +25,17 @@
 #   `additionalModules`, `proxyCachePath.<name>` (/var/cache/nginx/<name>,
 #   the unit's CacheDirectory), RuntimeDirectory /run/nginx (0750, owned by
 #   the nginx user the whole unit runs as, writable under ProtectSystem=strict).
+#   `resolver.{addresses,valid,ipv4,ipv6}` is rendered as `resolver …` in
+#   the http block (asserts ipv4 || ipv6); a vhost's `listen` list replaces
+#   the default listen addresses.
 # - nixos/modules/services/web-servers/nginx/location-options.nix @
 #   e0741f86b986: per-location `recommendedProxySettings` (default: the
 #   global one), `alias` (`nullOr path`, a string is used in place).
+# - nixos/modules/system/boot/resolved.nix @ 00fad191192c: `services.resolved.enable`,
+#   asserts !networking.useHostResolvConf; its stub listens on 127.0.0.53.
 # - pkgs' nginxModules.rtmp (arut/nginx-rtmp-module v1.2.2; the newest
-#   stored package file, found by its source's `repo = "nginx-rtmp-module"`).
+#   stored package file, found by its source's `repo = "nginx-rtmp-module"`):
+#   `rtmp_stat all` in an http location reports the rtmp block's servers.
 { config, lib, pkgs, ... }:
 
 let
@@ -31,13 +45,19 @@ let
   # Written by nginx's workers (user nginx); tmpfs, gone with the stream.
   hlsDir = "/run/nginx/hls";
   rtmpPort = 1935;
+  # Loopback-only status servers the health checks ask.
+  originStatPort = 8091;
+  edgeStatPort = 8092;
+  resolvedStub = "127.0.0.53";
 
-  # A cached proxy to the origin, keeping objects for `valid`.
+  # A cached proxy to the origin, keeping objects for `valid`. The variable
+  # makes nginx resolve the name per request (within `resolver valid=`).
   edgeLocation = valid: {
-    proxyPass = "https://${cfg.edge.origin}";
     # Our own headers: the origin must see its own name.
     recommendedProxySettings = false;
     extraConfig = ''
+      set $venue_origin ${cfg.edge.origin};
+      proxy_pass https://$venue_origin;
       proxy_set_header Host ${cfg.edge.origin};
       proxy_ssl_server_name on;
       proxy_ssl_name ${cfg.edge.origin};
@@ -110,6 +130,19 @@ in
         default = "4g";
         description = "Largest size of the segment cache on disk.";
       };
+
+      resolvers = lib.mkOption {
+        type = listOf str;
+        default = [ resolvedStub ];
+        example = [ "185.12.64.1" "185.12.64.2" ];
+        description = ''
+          DNS servers nginx asks for the origin's address, at request time.
+          The default is systemd-resolved's stub on this host (turned on
+          with it), which forwards to the servers DHCP gave and answers
+          from /etc/hosts; give addresses where resolved cannot run (a
+          container using the host's resolv.conf).
+        '';
+      };
     };
   };
 
@@ -162,11 +195,19 @@ in
         };
       };
 
+      # The RTMP side's own report; loopback only.
+      services.nginx.virtualHosts.venue-stream-stat = {
+        listen = [{ addr = "127.0.0.1"; port = originStatPort; }];
+        locations."= /rtmp-stat".extraConfig = ''
+          rtmp_stat all;
+        '';
+      };
+
       # 1935 for the capture hosts only: the Hetzner firewall opens it to the
       # event's own servers (agent/src/commands/firewall.rs).
       networking.firewall.allowedTCPPorts = [ 80 443 rtmpPort ];
 
-      services.venue.healthz.checks.stream = null;
+      services.venue.healthz.checks.stream = "http://127.0.0.1:${toString originStatPort}/rtmp-stat";
     })
 
     (lib.mkIf cfg.edge.enable {
@@ -178,15 +219,42 @@ in
         inactive = "10m";
       };
 
+      assertions = [{
+        assertion = cfg.edge.resolvers != [ ]
+          && (lib.elem resolvedStub cfg.edge.resolvers -> config.services.resolved.enable);
+        message = "services.venue.stream.edge.resolvers: needs at least one DNS server, and ${resolvedStub} (the default) needs services.resolved.enable; give other addresses where resolved cannot run.";
+      }];
+
+      services.resolved.enable = lib.mkIf (lib.elem resolvedStub cfg.edge.resolvers) (lib.mkDefault true);
+
+      services.nginx.resolver = {
+        addresses = cfg.edge.resolvers;
+        # At most this long on an old address when the origin moves.
+        valid = "30s";
+      };
+
       services.nginx.virtualHosts.${cfg.edge.hostName} = venue.internal.vhostTls // {
         # Regex locations win over the prefix one: playlists live 1 s.
         locations."~ ^/hls/.+\\.m3u8$" = edgeLocation "1s";
         locations."/hls/" = edgeLocation "10m";
       };
 
+      # The origin's health, asked the way the edge reaches it. Any name the
+      # origin does not serve lands on its health server (common.nix).
+      services.nginx.virtualHosts.venue-edge-origin = {
+        listen = [{ addr = "127.0.0.1"; port = edgeStatPort; }];
+        locations."= /origin".extraConfig = ''
+          set $venue_origin ${cfg.edge.origin};
+          proxy_pass http://$venue_origin/healthz/stream;
+          proxy_set_header Host venue-health.invalid;
+          proxy_connect_timeout 5s;
+          proxy_read_timeout 10s;
+        '';
+      };
+
       networking.firewall.allowedTCPPorts = [ 80 443 ];
 
-      services.venue.healthz.checks.edge = null;
+      services.venue.healthz.checks.edge = "http://127.0.0.1:${toString edgeStatPort}/origin";
     })
   ];
 }

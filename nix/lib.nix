@@ -102,6 +102,7 @@ in
             # Hetzner puts the public address on the interface: no NAT.
             publicAddress = s.ipv4;
             localAddress = s.ipv4;
+            publicAddress6 = ipv6 s;
             bridges.acceptRemote = length bridges > 0;
             statsFrom = portalAddresses;
           };
@@ -114,10 +115,17 @@ in
               if jitsiMain == null
               then throw "fleet.json: videobridge ${s.name} has no jitsi host to join"
               else publicName jitsiMain;
+            # By address: the bridge's nginx needs no DNS to start; the TLS
+            # certificate is checked for mainHost.
+            xmppAddress =
+              if jitsiMain == null
+              then throw "fleet.json: videobridge ${s.name} has no jitsi host to join"
+              else jitsiMain.ipv4;
             hostName = publicName s;
             nickname = s.name;
             publicAddress = s.ipv4;
             localAddress = s.ipv4;
+            publicAddress6 = ipv6 s;
             statsFrom = portalAddresses;
           };
         };
@@ -126,6 +134,7 @@ in
           coturn = {
             enable = true;
             hostName = publicName s;
+            ownAddresses = addresses s;
           };
         };
 

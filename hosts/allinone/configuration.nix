@@ -40,6 +40,9 @@ in
       hostName = "meet.${domain}";
       publicAddress = ipv4;
       localAddress = ipv4;
+      # The portal beside it reads /room-size and /colibri/stats from
+      # either of the host's addresses, whichever its public name gives.
+      publicAddress6 = ipv6;
     };
 
     bbb = {

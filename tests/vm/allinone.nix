@@ -1,6 +1,7 @@
 # A small event on one host: portal, Jitsi, BigBlueButton and coturn side by
 # side, as hosts/allinone declares them. Every role's health endpoint answers
-# through nginx on plain HTTP by address, the way the deploy step checks.
+# through nginx on plain HTTP by address, the way the deploy step checks, and
+# follows the service behind it.
 # BigBlueButton's containers are not started (no registry in a VM test), so
 # its endpoint answers 502 from nginx: the proxy is there, the API is not.
 { pkgs, venueModules, portalPackage }:
@@ -34,6 +35,7 @@ pkgs.testers.runNixOSTest {
           hostName = "meet";
           publicAddress = config.networking.primaryIPAddress;
           localAddress = config.networking.primaryIPAddress;
+          publicAddress6 = config.networking.primaryIPv6Address;
         };
         bbb = {
           enable = true;
@@ -56,6 +58,7 @@ pkgs.testers.runNixOSTest {
   testScript = { nodes, ... }:
     let
       ip = nodes.allinone.networking.primaryIPAddress;
+      ip6 = nodes.allinone.networking.primaryIPv6Address;
     in
     ''
       def status(path):
@@ -85,13 +88,23 @@ pkgs.testers.runNixOSTest {
               assert status(f"/healthz/{role}") == "200", role
           assert status("/healthz/bbb") == "502"
 
+      with subtest("health endpoints ask the services, not nginx"):
+          allinone.succeed("systemctl stop prosody.service coturn.service")
+          assert status("/healthz/jitsi") == "502"
+          assert status("/healthz/coturn") == "503"
+          allinone.succeed("systemctl start prosody.service coturn.service")
+          client.wait_until_succeeds("[ $(curl -s -o /dev/null -w '%{http_code}' http://${ip}/healthz/jitsi) = 200 ]")
+          client.wait_until_succeeds("[ $(curl -s -o /dev/null -w '%{http_code}' http://${ip}/healthz/coturn) = 200 ]")
+
       with subtest("room sizes and bridge load: for the portal beside them, not for everyone"):
           for path in ["/room-size?room=x&domain=meet", "/colibri/stats"]:
               url = f"https://meet{path}"
-              fetch = f"curl -sk -o /dev/null -w '%{{http_code}}' --resolve meet:443:${ip} '{url}'"
-              assert client.succeed(fetch) == "403", path
-              # From the host's own public address, as the portal's requests come.
-              assert allinone.succeed(fetch) != "403", path
+              # The public name may give either address; the portal's requests
+              # then come from that address of the host.
+              for address in ["${ip}", "[${ip6}]"]:
+                  fetch = f"curl -sk -o /dev/null -w '%{{http_code}}' --resolve meet:443:{address} '{url}'"
+                  assert client.succeed(fetch) == "403", (path, address)
+                  assert allinone.succeed(fetch) != "403", (path, address)
 
       with subtest("all certificates share the ACME webroot's group"):
           # TURN's certificate used to chgrp it to turnserver, locking nginx

@@ -5,7 +5,10 @@
 # script each podman unit really runs (oci-containers puts image, network,
 # addresses and env files there, not in the unit file), and what the host
 # itself runs (the podman network, the secrets in /run, the data volumes,
-# the firewall, nginx in front of the API port).
+# the firewall, nginx in front of the API port), that nothing starts without
+# the agent's secrets and that their arrival restarts what reads them, the
+# default slide, the fixed ids of the images' users, and upstream's periodic
+# jobs as timers.
 { pkgs, venueModules }:
 
 let
@@ -90,6 +93,17 @@ pkgs.testers.runNixOSTest {
           bbb.succeed("systemctl start venue-bbb-network.service")
           bbb.succeed("podman network inspect bbb-net | grep -q 10.7.7.0/24")
 
+      with subtest("the default slide is mounted where upstream's nginx serves it"):
+          pdf = re.search(r"(/nix/store/[^\s:]+):/www/default\.pdf:ro", scripts["bbb-nginx"])
+          assert pdf, scripts["bbb-nginx"]
+          assert bbb.succeed(f"head -c 5 {pdf.group(1)}") == "%PDF-"
+
+      with subtest("the images' uids and gids are reserved, not handed to other system users"):
+          assert bbb.succeed("getent passwd 998").split(":")[0] == "bbb"
+          assert bbb.succeed("getent passwd 999").split(":")[0] == "bbb-redis"
+          assert bbb.succeed("getent group 998").split(":")[0] == "bbb"
+          assert bbb.succeed("getent group 999").split(":")[0] == "bbb-redis"
+
       with subtest("secrets reach environment files in /run, not the scripts"):
           bbb.succeed("systemctl start venue-bbb-secrets.service")
           bbb.succeed("grep -qx SHARED_SECRET=test-bbb-secret /run/venue-bbb/shared.env")
@@ -99,6 +113,39 @@ pkgs.testers.runNixOSTest {
           assert "--env-file /run/venue-bbb/shared.env" in scripts["bbb-web"], scripts["bbb-web"]
           for name, script in scripts.items():
               assert "test-bbb-secret" not in script and "test-turn-secret" not in script, name
+
+      with subtest("no secret, no start: missing or empty files are refused, naming the file"):
+          for name in containers:
+              requires = bbb.succeed(f"systemctl show -P Requires podman-{name}.service")
+              assert "venue-bbb-secrets.service" in requires, (name, requires)
+          bbb.succeed("systemctl stop venue-secrets-changed.path")
+          bbb.succeed("rm /var/lib/venue/secrets/bbb-secret")
+          bbb.fail("systemctl restart venue-bbb-secrets.service")
+          bbb.succeed("journalctl -u venue-bbb-secrets.service | grep -q '/var/lib/venue/secrets/bbb-secret is missing or empty'")
+          bbb.succeed("install -m 0400 /dev/null /var/lib/venue/secrets/bbb-secret")
+          bbb.fail("systemctl restart venue-bbb-secrets.service")
+          # A line break alone is not a secret either.
+          bbb.succeed("printf '\\n' > /tmp/s && install -m 0400 /tmp/s /var/lib/venue/secrets/bbb-secret")
+          bbb.fail("systemctl restart venue-bbb-secrets.service")
+          bbb.succeed("journalctl -u venue-bbb-secrets.service | grep -q 'the shared secret is empty'")
+          bbb.succeed("rm /var/lib/venue/secrets/turn-secret")
+          bbb.succeed("printf x > /tmp/s && install -m 0400 /tmp/s /var/lib/venue/secrets/bbb-secret")
+          bbb.fail("systemctl restart venue-bbb-secrets.service")
+          bbb.succeed("journalctl -u venue-bbb-secrets.service | grep -q '/var/lib/venue/secrets/turn-secret is missing or empty'")
+
+      with subtest("the agent's upload restarts the unit that renders the environment files"):
+          bbb.succeed("systemctl start venue-secrets-changed.path")
+          # As the agent writes: beside the name, then renamed into place.
+          bbb.succeed(
+              "printf test-turn-secret > /var/lib/venue/secrets/.turn && chmod 0400 /var/lib/venue/secrets/.turn"
+              " && mv /var/lib/venue/secrets/.turn /var/lib/venue/secrets/turn-secret",
+              "printf test-bbb-secret-2 > /var/lib/venue/secrets/.bbb && chmod 0400 /var/lib/venue/secrets/.bbb"
+              " && mv /var/lib/venue/secrets/.bbb /var/lib/venue/secrets/bbb-secret",
+          )
+          bbb.wait_until_succeeds("grep -qx SHARED_SECRET=test-bbb-secret-2 /run/venue-bbb/shared.env", timeout=60)
+          bbb.succeed("systemctl is-active venue-bbb-secrets.service")
+          # The containers do not start at boot here: new secrets do not start them either.
+          bbb.fail("systemctl is-active podman-bbb-web.service")
 
       with subtest("BBB hands out the venue's TURN server, not one on itself"):
           template = re.search(r"(/nix/store/\S+-turn-stun-servers\.xml\.tmpl):/etc/bigbluebutton/turn-stun-servers\.xml\.tmpl", scripts["bbb-web"])
@@ -117,7 +164,29 @@ pkgs.testers.runNixOSTest {
           bbb.succeed(f"chown 998:998 {data}")
           bbb.succeed("systemd-tmpfiles --create")
           bbb.succeed("systemctl restart venue-bbb-secrets.service")
-          assert bbb.succeed(f"stat -c '%u %a' {data}").strip() == "998 755"
+          assert bbb.succeed(f"stat -c '%u %U %a' {data}").strip() == "998 bbb 755"
+
+      with subtest("upstream's periodic jobs run as timers"):
+          for job in ["venue-bbb-resync-freeswitch", "venue-bbb-clean-presentations"]:
+              bbb.succeed(f"systemctl is-active {job}.timer")
+          base = "${cfg.stateDir}/bigbluebutton"
+          bbb.succeed(
+              f"mkdir -p {base}/old-meeting-1600000000000 {base}/new-meeting-1700000000000 {base}/recording",
+              f"touch -d '7 days ago' {base}/old-meeting-1600000000000 {base}/recording",
+          )
+          bbb.succeed("systemctl start venue-bbb-clean-presentations.service")
+          bbb.fail(f"test -e {base}/old-meeting-1600000000000")
+          bbb.succeed(f"test -d {base}/new-meeting-1700000000000 && test -d {base}/recording")
+          # FreeSWITCH is not running here: the job says so and succeeds.
+          bbb.succeed("systemctl start venue-bbb-resync-freeswitch.service")
+          bbb.succeed("journalctl -u venue-bbb-resync-freeswitch.service | grep -q 'FreeSWITCH is not running'")
+          unit = bbb.succeed("systemctl cat venue-bbb-resync-freeswitch.service")
+          start = re.search(r"ExecStart=(\S+)", unit).group(1)
+          job = bbb.succeed(f"cat {start}")
+          assert "fsctl sync_clock_when_idle" in job and "10.7.7.10" in job, job
+          # The ESL password is read inside the container, never written into the job.
+          esl = bbb.succeed("cat ${cfg.stateDir}/internal-secrets/esl").strip()
+          assert esl and esl not in job and esl not in unit
 
       with subtest("firewall: web and the WebRTC media range"):
           rules = bbb.succeed("iptables -S nixos-fw")
@@ -130,6 +199,7 @@ pkgs.testers.runNixOSTest {
               "curl -sk -o /dev/null -w '%{http_code}' https://bbb/bigbluebutton/api"
           )
           assert code == "502", code  # nothing listens on ${toString cfg.apiPort}: no images
+          # Health is BBB's API, not nginx's own answer.
           code = bbb.succeed("curl -s -o /dev/null -w '%{http_code}' http://localhost/healthz")
           assert code == "502", code
     '';

@@ -6,7 +6,8 @@
 # packages HLS; a viewer fetches the playlist and a segment through an edge,
 # with video and audio in it. Stopping the unit ends the stream. The
 # controller (`venue-portal capture`) runs too, with no portal to reach: it
-# must leave the running capture alone.
+# must leave the running capture alone. Without its secret the controller
+# does not start, and the agent's upload of it starts it again.
 { pkgs, venueModules, portalPackage }:
 
 let
@@ -105,5 +106,22 @@ pkgs.testers.runNixOSTest {
         origin.succeed("systemctl stop venue-capture@stage.service")
         origin.fail("pgrep -f x11grab")
         origin.fail("pgrep -f Xvfb")
+
+    with subtest("the controller refuses an empty secret, naming it"):
+        origin.succeed("systemctl stop venue-secrets-changed.path")
+        origin.succeed("install -m 0400 /dev/null /var/lib/venue/secrets/capture-secret")
+        origin.fail("systemctl restart venue-capture.service")
+        origin.succeed(
+            "journalctl -u venue-capture.service | grep -q '/var/lib/venue/secrets/capture-secret is missing or empty'"
+        )
+
+    with subtest("the agent's upload starts it again"):
+        origin.succeed("systemctl start venue-secrets-changed.path")
+        origin.succeed(
+            "printf capture-secret-for-the-vm-test-2 > /var/lib/venue/secrets/.capture-secret"
+            " && chmod 0400 /var/lib/venue/secrets/.capture-secret"
+            " && mv /var/lib/venue/secrets/.capture-secret /var/lib/venue/secrets/capture-secret"
+        )
+        origin.wait_until_succeeds("systemctl is-active venue-capture.service", timeout=60)
   '';
 }

@@ -1,6 +1,8 @@
 # coturn with TURN REST credentials: a client gets an allocation with
 # credentials derived from the shared secret, and is refused with a wrong
-# secret or an expired username. The ports follow services.venue.turn (set
+# secret or an expired username. coturn refuses to start with an empty
+# secret and comes back when the secret is written again (the secrets' path
+# unit), TCP relays are off, and /healthz/coturn follows coturn itself. The ports follow services.venue.turn (set
 # to non-default ones here, so the wiring is what is tested), TLS comes from
 # the host's own ACME certificate (nixpkgs' self-signed one in a VM) handed
 # over as a systemd credential, and the shared ACME webroot stays nginx's.
@@ -69,7 +71,9 @@ pkgs.testers.runNixOSTest {
       with subtest("the secret reaches coturn's runtime config, not the store"):
           turn.succeed("grep -q 'static-auth-secret=test-turn-secret' /run/coturn/turnserver.cfg")
           # The store file preStart copies from: the placeholder, never the secret.
-          conf = re.search(r"/nix/store/\S+turnserver\.conf", ${builtins.toJSON nodes.turn.systemd.services.coturn.preStart}).group(0)
+          found = re.search(r"/nix/store/\S+turnserver\.conf", ${builtins.toJSON nodes.turn.systemd.services.coturn.preStart})
+          assert found is not None
+          conf = found.group(0)
           turn.succeed(f"grep -q 'static-auth-secret=#static-auth-secret#' {conf}")
           turn.fail(f"grep -q test-turn-secret {conf}")
           turn.succeed(f"grep -qx 'listening-port=3480' {conf}")
@@ -101,8 +105,36 @@ pkgs.testers.runNixOSTest {
           group = turn.succeed("stat -c %G /var/lib/acme/acme-challenge/.well-known/acme-challenge").strip()
           assert group == "nginx", group
 
-      with subtest("health endpoint"):
+      with subtest("no TCP relays"):
+          turn.succeed("grep -qx 'no-tcp-relay' /run/coturn/turnserver.cfg")
+
+      with subtest("health endpoint asks coturn"):
           client.succeed("curl -sf http://${turnIP}/healthz")
           client.succeed("curl -sf http://${turnIP}/healthz/coturn")
+          turn.succeed("systemctl stop coturn.service")
+          status = client.succeed("curl -s -o /dev/null -w '%{http_code}' http://${turnIP}/healthz/coturn")
+          assert status == "503", status
+          turn.succeed("systemctl start coturn.service")
+          turn.wait_for_open_port(3480)
+          client.wait_until_succeeds("curl -sf http://${turnIP}/healthz/coturn")
+
+      with subtest("an empty secret: coturn refuses to start, and comes back with the secret"):
+          pid = turn.succeed("systemctl show -p MainPID --value coturn.service").strip()
+          # As the agent writes: beside the name, then renamed into place.
+          turn.succeed(
+              "cd /var/lib/venue/secrets && : > .turn-secret.tmp && chmod 0400 .turn-secret.tmp"
+              " && mv -f .turn-secret.tmp turn-secret"
+          )
+          turn.wait_until_succeeds("journalctl -b -u coturn -o cat | grep -q 'turn-secret is missing or empty'")
+          turn.wait_until_succeeds("systemctl is-failed coturn.service")
+          client.fail(allocate(*credentials("")))
+          turn.succeed(
+              "cd /var/lib/venue/secrets && printf %s test-turn-secret > .turn-secret.tmp"
+              " && chmod 0400 .turn-secret.tmp && mv -f .turn-secret.tmp turn-secret"
+          )
+          turn.wait_until_succeeds("systemctl is-active coturn.service")
+          assert turn.succeed("systemctl show -p MainPID --value coturn.service").strip() != pid
+          turn.wait_for_open_port(3480)
+          client.wait_until_succeeds(allocate(*credentials("test-turn-secret")))
     '';
 }

@@ -6,8 +6,16 @@
 # layout, the system closure goes to /mnt and nixos-install installs it.
 # The target is then booted from its disk (BIOS, GRUB in the EF02
 # partition), and must present the pinned host key and run the expected
-# system. A second run against an installer that answers with another key
-# is refused before anything is sent.
+# system, and configure its network card whatever its name (the default
+# match of modules/hetzner.nix; QEMU's user network answers DHCP). A second
+# run against an installer that answers with another key is refused before
+# anything is sent.
+#
+# The tarball's name is the one flake.nix's kexec-installer package gets
+# from `system.kexec-installer.name` (nixos-images nix/kexec-installer/
+# module.nix @ e17386d9: `<name>-<system>.tar.gz`). The installed disk's
+# store holds the installed system only: what the test compares it with is
+# read by the driver, not inside that machine.
 #
 # Modelled on nix-community/nixos-anywhere tests/from-nixos.nix @ 91fc9b70
 # (booting the installed disk as a new machine; the test driver's own VMs
@@ -37,7 +45,6 @@ let
     services.venue.hetzner = {
       enable = true;
       bootDevice = "/dev/vda";
-      interface = "eth0";
     };
     # No metadata service here: the unit fails and sshd keeps the key the
     # installer wrote, which is the pinned one.
@@ -97,6 +104,8 @@ pkgs.testers.runNixOSTest {
             "-virtfs", "local,path=/nix/store,security_model=none,mount_tag=nix-store",
             "-drive", f"file={old.state_dir}/{old.name}.qcow2,id=drive1,if=none,index=1,werror=report",
             "-device", "virtio-blk-pci,drive=drive1",
+            # A network card named by the machine model (not enp1s0 here).
+            "-nic", "user,model=virtio-net-pci",
         ]
         machine = create_machine(start_command=" ".join(start_command), name=name)
         driver.machines_qemu.append(machine)
@@ -132,12 +141,23 @@ pkgs.testers.runNixOSTest {
         new.start()
         new.wait_for_unit("sshd.service")
         served = new.succeed("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[1]
-        expected = new.succeed("cat ${keys}/host.pub").split()[1]
+        # Read here, by the driver: the installed store lacks the test keys.
+        with open("${keys}/host.pub") as f:
+            expected = f.read().split()[1]
         assert served == expected, f"host key changed: {served} != {expected}"
         assert new.succeed("stat -c %a /etc/ssh/ssh_host_ed25519_key").strip() == "600"
         current = new.succeed("readlink -f /run/current-system").strip()
         assert current == "${toplevel}", f"{current} != ${toplevel}"
         new.succeed("findmnt -no LABEL / | grep -qx nixos")
         new.succeed("findmnt -no LABEL /boot | grep -qx ESP")
+
+    with subtest("the installed system configures its network card, whatever its name"):
+        new.wait_until_succeeds("ip -4 -o addr show | grep -q 'inet 10.0.2.15/'", timeout=120)
+        status = new.succeed("networkctl status --no-pager 2>&1 || true")
+        links = new.succeed("networkctl list --no-legend --no-pager")
+        assert "configured" in links, links
+        card = new.succeed("ip -4 -o addr show | grep 'inet 10.0.2.15/' | cut -d' ' -f2").strip()
+        network_file = new.succeed(f"networkctl status --no-pager {card} | grep 'Network File'")
+        assert "10-venue-public.network" in network_file, (network_file, status)
   '';
 }

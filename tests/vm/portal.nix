@@ -3,6 +3,8 @@
 # join URL for a Jitsi room with a token signed with the venue's JWT secret.
 # TLS is the agent's certificate (services.venue.tls.fromAgent), not ACME:
 # nginx serves it, and a replaced one is served after the path unit fires.
+# Without one of its secrets (missing or empty) the portal does not start,
+# and the agent's upload of it starts the portal again.
 { pkgs, venueModules, portalPackage }:
 
 let
@@ -152,6 +154,8 @@ pkgs.testers.runNixOSTest {
 
     with subtest("health endpoints answer through nginx"):
         client.wait_for_unit("network.target")
+        # The upload above restarted the portal too (it reads the secrets).
+        portal.wait_for_open_port(8087)
         client.succeed("curl -sf http://${nodes.portal.networking.primaryIPAddress}/healthz")
         client.succeed("curl -sf http://${nodes.portal.networking.primaryIPAddress}/healthz/portal")
 
@@ -188,5 +192,30 @@ pkgs.testers.runNixOSTest {
         client.fail(
             "curl -sk -o /dev/null -w '%{http_code}' -b /tmp/jar -X POST https://portal/rooms/hack/join | grep -q 303"
         )
+
+    with subtest("without one of its secrets the portal refuses to start, naming it"):
+        # The test, not the path unit, restarts the portal here.
+        portal.succeed("systemctl stop venue-secrets-changed.path")
+        portal.succeed("install -m 0400 /dev/null /var/lib/venue/secrets/jwt-secret")
+        portal.fail("systemctl restart venue-portal.service")
+        portal.succeed(
+            "journalctl -u venue-portal.service | grep -q '/var/lib/venue/secrets/jwt-secret is missing or empty'"
+        )
+        portal.succeed("rm /var/lib/venue/secrets/jwt-secret")
+        portal.fail("systemctl restart venue-portal.service")
+        # Restart=on-failure gives up after its start limit.
+        portal.wait_until_succeeds("systemctl is-failed venue-portal.service", timeout=60)
+
+    with subtest("the agent's upload starts it again"):
+        portal.succeed("systemctl start venue-secrets-changed.path")
+        # As the agent writes: beside the name, then renamed into place.
+        portal.succeed(
+            "printf test-jwt-secret > /var/lib/venue/secrets/.jwt-secret"
+            " && chmod 0400 /var/lib/venue/secrets/.jwt-secret"
+            " && mv /var/lib/venue/secrets/.jwt-secret /var/lib/venue/secrets/jwt-secret"
+        )
+        portal.wait_until_succeeds("systemctl is-active venue-portal.service", timeout=60)
+        portal.wait_for_open_port(8087)
+        client.succeed("curl -sf http://${nodes.portal.networking.primaryIPAddress}/healthz/portal")
   '';
 }
