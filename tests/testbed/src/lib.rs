@@ -16,6 +16,7 @@ pub mod pebble;
 pub mod selector;
 pub mod spec;
 
+pub use fake::state::bill::{Bill, Line as BillLine};
 pub use fake::{
     Addresses, Exchange, FakeCloud, FakeConfig, FakeHandle, Fault, NewServer, ServerHook,
 };

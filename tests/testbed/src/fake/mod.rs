@@ -4,6 +4,9 @@
 //! and faults on demand (5xx, `locked`, `conflict`, dropped connections,
 //! failing and slow actions), plus a cut that freezes the API after the k-th
 //! request so that tests can kill a client at exactly that point.
+//!
+//! Outside Hetzner's API, `GET /testbed/bill` serves the bill the fake keeps
+//! ([`state::bill`]), with the same bearer token.
 
 pub mod state;
 
@@ -16,6 +19,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State as AxState;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use axum::Router;
+use conference::clock::Clock;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
@@ -124,6 +128,9 @@ pub struct FakeConfig {
     /// Record every exchange (for the spec check).
     pub record: bool,
     pub seed: u64,
+    /// Where the fake's timestamps come from (real time unless a test or
+    /// `fake-hcloud --clock` gives an accelerated one).
+    pub clock: Clock,
 }
 
 impl Default for FakeConfig {
@@ -136,6 +143,7 @@ impl Default for FakeConfig {
             hook: Arc::new(DocAddresses),
             record: true,
             seed: 1,
+            clock: Clock::real(),
         }
     }
 }
@@ -231,8 +239,10 @@ impl FakeCloud {
     }
 
     fn handle(cfg: FakeConfig, addr: &SocketAddr) -> FakeHandle {
+        let mut state = State::new(cfg.action_duration, cfg.hook.clone());
+        state.clock = cfg.clock;
         let control = Control {
-            state: State::new(cfg.action_duration, cfg.hook.clone()),
+            state,
             requests: 0,
             tokens: cfg.rate_limit as f64,
             refilled: Instant::now(),
@@ -319,6 +329,22 @@ impl FakeHandle {
     pub fn token(&self) -> String {
         self.shared.cfg.token.clone()
     }
+    /// The clock the fake's timestamps and bill read now.
+    pub fn clock(&self) -> Clock {
+        self.lock().state.clock
+    }
+    /// Replaces the clock: a test moves venue time on (or stops it, with a
+    /// tiny speed) between requests. What was recorded keeps its times.
+    pub fn set_clock(&self, clock: Clock) {
+        let mut c = self.lock();
+        // Actions due by now finish by the old clock.
+        c.state.tick();
+        c.state.clock = clock;
+    }
+    /// Hetzner's bill as it stands now (what `GET /testbed/bill` serves).
+    pub fn bill(&self) -> state::bill::Bill {
+        self.with_state(|s| s.bill())
+    }
     /// Serves the API on `listener` (made with [`FakeCloud::new_handle`]).
     pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
         axum::serve(listener, router(self.shared)).await?;
@@ -327,7 +353,30 @@ impl FakeHandle {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(dispatch).with_state(shared)
+    Router::new()
+        .route("/testbed/bill", axum::routing::get(bill))
+        .fallback(dispatch)
+        .with_state(shared)
+}
+
+/// `GET /testbed/bill`: not part of Hetzner's API (its bills are in the
+/// console), so no rate limit, no faults, no spec check; the token still
+/// guards it, like the project it belongs to.
+async fn bill(AxState(shared): AxState<Arc<Shared>>, headers: HeaderMap) -> Response<Body> {
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {}", shared.cfg.token));
+    let (status, json) = if authorized {
+        let mut c = shared.control.lock().unwrap_or_else(|e| e.into_inner());
+        c.state.tick();
+        (200, serde_json::json!({"bill": c.state.bill()}))
+    } else {
+        error(401, "unauthorized", "unable to authenticate")
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&json).expect("json")))
+        .expect("response")
 }
 
 fn parse_query(uri: &Uri) -> Query {

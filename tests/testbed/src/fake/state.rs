@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use conference::clock::Clock;
 use serde_json::{json, Map, Value};
 
 use super::ServerHook;
 use crate::catalogue::{self, Location};
 use crate::selector::Selector;
 
+pub mod bill;
 mod images;
 mod zones;
 pub use zones::DnsLookup;
@@ -54,6 +56,9 @@ enum Effect {
 struct Action {
     json: Value,
     done_at: Instant,
+    /// The same moment in real (wall-clock) time, for the clock's reading of
+    /// when the action finished, however late a tick notices it.
+    done_real: DateTime<Utc>,
     fails: bool,
     effect: Effect,
 }
@@ -70,6 +75,12 @@ pub struct State {
     /// DNS zones by id, and their record sets by (zone id, name, type).
     zones: BTreeMap<u64, Value>,
     rrsets: BTreeMap<(u64, String, String), Value>,
+    /// Every billable resource ever made, deleted ones included: the bill.
+    ledger: BTreeMap<u64, bill::Lifetime>,
+    /// The time every timestamp the fake writes comes from (real, or the
+    /// rehearsal's accelerated clock shared with the agent through
+    /// `VENUE_CLOCK`). Actions still run for `action_duration` of real time.
+    pub clock: Clock,
     /// How long an action runs before it succeeds.
     pub action_duration: Duration,
     /// The next this many actions end in an error.
@@ -184,11 +195,18 @@ impl State {
             images: BTreeMap::new(),
             zones: BTreeMap::new(),
             rrsets: BTreeMap::new(),
+            ledger: BTreeMap::new(),
+            clock: Clock::real(),
             action_duration,
             failing_actions: 0,
             ignore_label_selectors: false,
             hook,
         }
+    }
+
+    /// The clock's time now.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     fn id(&mut self) -> u64 {
@@ -220,7 +238,7 @@ impl State {
         };
         let json = json!({
             "id": id, "command": command, "status": "running", "progress": 0,
-            "started": now_text(Utc::now()), "finished": null, "error": null,
+            "started": now_text(self.now()), "finished": null, "error": null,
             "resources": resources.iter().map(|(id, t)| json!({"id": id, "type": t})).collect::<Vec<_>>(),
         });
         self.actions.insert(
@@ -228,6 +246,9 @@ impl State {
             Action {
                 json: json.clone(),
                 done_at: Instant::now() + self.action_duration,
+                done_real: Utc::now()
+                    + chrono::Duration::from_std(self.action_duration)
+                        .unwrap_or(chrono::Duration::zero()),
                 fails,
                 effect,
             },
@@ -245,9 +266,10 @@ impl State {
             .map(|(id, _)| *id)
             .collect();
         for id in due {
+            let finished = self.clock.at(self.actions[&id].done_real);
             let a = self.actions.get_mut(&id).expect("due action exists");
             a.json["progress"] = json!(100);
-            a.json["finished"] = json!(now_text(Utc::now()));
+            a.json["finished"] = json!(now_text(finished));
             let (fails, effect) = (a.fails, a.effect.clone());
             if fails {
                 a.json["status"] = json!("error");
@@ -260,7 +282,7 @@ impl State {
                     self.set_status(s, "running")
                 }
                 (Effect::ServerUp(s), true) => self.set_status(s, "off"),
-                (Effect::ServerGone(s), false) => self.remove_server(s),
+                (Effect::ServerGone(s), false) => self.remove_server(s, finished),
                 (Effect::ServerGone(s), true) => self.set_status(s, "running"),
                 (Effect::PowerOff(s), false) => self.set_status(s, "off"),
                 (Effect::PowerOff(s), true) => self.set_status(s, "running"),
@@ -277,10 +299,11 @@ impl State {
         }
     }
 
-    fn remove_server(&mut self, id: u64) {
+    fn remove_server(&mut self, id: u64, at: DateTime<Utc>) {
         let Some(server) = self.servers.remove(&id) else {
             return;
         };
+        self.billed_until(&server, at);
         self.hook.deleted(server["name"].as_str().unwrap_or(""));
         // Primary IPs go with the server when auto_delete; others are unassigned.
         let ips: Vec<u64> = self
@@ -291,7 +314,9 @@ impl State {
             .collect();
         for ip in ips {
             if self.primary_ips[&ip]["auto_delete"] == json!(true) {
-                self.primary_ips.remove(&ip);
+                if let Some(p) = self.primary_ips.remove(&ip) {
+                    self.billed_until(&p, at);
+                }
             } else if let Some(p) = self.primary_ips.get_mut(&ip) {
                 p["assignee_id"] = Value::Null;
             }
@@ -518,7 +543,10 @@ impl State {
                 if !self.primary_ips[&pid]["assignee_id"].is_null() {
                     return error(409, "resource_in_use", "primary IP is assigned to a server");
                 }
-                self.primary_ips.remove(&pid);
+                if let Some(p) = self.primary_ips.remove(&pid) {
+                    let now = self.now();
+                    self.billed_until(&p, now);
+                }
                 (204, Value::Null)
             }
             (_, ["zones", ..]) => self.answer_zones(method, &seg, query, body),
@@ -617,7 +645,8 @@ impl State {
             Err(e) => return error(503, "resource_unavailable", e),
         };
         let id = self.id();
-        let created = now_text(Utc::now());
+        let created_at = self.now();
+        let created = now_text(created_at);
         let public_net = &body["public_net"];
         let ip_json = |this: &mut State, ty: &str, ip: &str| -> u64 {
             let pid = this.id();
@@ -635,6 +664,8 @@ impl State {
                     "datacenter": catalogue::datacenter_json(loc), "location": catalogue::location_json(loc), "protection": {"delete": false},
                 }),
             );
+            let p = this.primary_ips[&pid].clone();
+            this.bill_primary_ip(&p, created_at);
             pid
         };
         let ipv4 = (public_net["enable_ipv4"] != json!(false)).then(|| {
@@ -663,6 +694,7 @@ impl State {
             }
         }
         self.servers.insert(id, server.clone());
+        self.bill_server(&server, created_at);
         let start = body["start_after_create"] != json!(false);
         let action = self.action(
             "create_server",
@@ -715,7 +747,7 @@ impl State {
             );
         }
         let id = self.id();
-        let key = json!({"id": id, "name": name, "fingerprint": fingerprint, "public_key": public_key.trim(), "labels": labels, "created": now_text(Utc::now())});
+        let key = json!({"id": id, "name": name, "fingerprint": fingerprint, "public_key": public_key.trim(), "labels": labels, "created": now_text(self.now())});
         self.ssh_keys.insert(id, key.clone());
         (201, json!({"ssh_key": key}))
     }
@@ -736,7 +768,7 @@ impl State {
             Err(e) => return e,
         };
         let id = self.id();
-        let fw = json!({"id": id, "name": name, "labels": labels, "created": now_text(Utc::now()), "rules": rules, "applied_to": []});
+        let fw = json!({"id": id, "name": name, "labels": labels, "created": now_text(self.now()), "rules": rules, "applied_to": []});
         self.firewalls.insert(id, fw.clone());
         (201, json!({"firewall": fw, "actions": []}))
     }
@@ -768,6 +800,7 @@ impl State {
             return error(409, "uniqueness_error", "primary IP name is already used");
         }
         let id = self.id();
+        let created = self.now();
         let addr = super::Addresses::from_serial(id);
         let ip = if ty == "ipv4" {
             addr.ipv4
@@ -775,12 +808,13 @@ impl State {
             format!("{}/64", addr.ipv6_net)
         };
         let p = json!({
-            "id": id, "name": name, "labels": labels, "created": now_text(Utc::now()), "ip": ip, "type": ty,
+            "id": id, "name": name, "labels": labels, "created": now_text(created), "ip": ip, "type": ty,
             "assignee_id": null, "assignee_type": "server", "auto_delete": body["auto_delete"].as_bool().unwrap_or(false),
             "blocked": false, "dns_ptr": [], "datacenter": catalogue::datacenter_json(loc), "location": catalogue::location_json(loc),
             "protection": {"delete": false},
         });
         self.primary_ips.insert(id, p.clone());
+        self.bill_primary_ip(&p, created);
         (201, json!({"primary_ip": p}))
     }
 }

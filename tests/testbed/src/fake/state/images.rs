@@ -6,7 +6,6 @@
 //! snapshot of their type's architecture. Deleting a snapshot that servers
 //! were created from is allowed (they keep running, their `image` turns null).
 
-use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::{
@@ -200,7 +199,10 @@ impl State {
         if image["status"] == "creating" {
             return error(423, "locked", "the image is still being created");
         }
-        self.images.remove(&id);
+        if let Some(image) = self.images.remove(&id) {
+            let now = self.now();
+            self.billed_until(&image, now);
+        }
         for s in self.servers.values_mut() {
             if s["image"]["id"] == json!(id) {
                 s["image"] = Value::Null;
@@ -246,7 +248,7 @@ impl State {
         let gb = bytes
             .map(|b| ((b as f64 / 1e9) * 100.0).ceil().max(1.0) / 100.0)
             .unwrap_or(ESTIMATED_GB);
-        let created = Utc::now();
+        let created = self.now();
         let description = body["description"]
             .as_str()
             .map(str::to_owned)
@@ -262,6 +264,7 @@ impl State {
             "architecture": s["server_type"]["architecture"],
         });
         self.images.insert(id, image.clone());
+        self.bill_snapshot(&image, created);
         let action = self.action(
             "create_image",
             &[(server, "server"), (id, "image")],
@@ -275,11 +278,13 @@ impl State {
             i["status"] = json!("available");
             i["image_size"] = json!(gb);
         }
+        self.snapshot_size(id, gb);
     }
 
     /// A failed create_image leaves no image behind.
     pub(super) fn image_failed(&mut self, id: u64) {
         if self.images.remove(&id).is_some() {
+            self.unbill(id);
             self.hook.image_deleted(id);
         }
     }

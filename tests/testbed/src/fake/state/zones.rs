@@ -6,7 +6,6 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::{
@@ -417,7 +416,7 @@ impl State {
         let ttl = body["ttl"].as_u64().unwrap_or(3600);
         let id = self.id();
         let zone = json!({
-            "id": id, "name": name, "created": now_text(Utc::now()), "mode": "primary",
+            "id": id, "name": name, "created": now_text(self.now()), "mode": "primary",
             "labels": labels, "protection": {"delete": false}, "ttl": ttl, "status": "ok",
             "record_count": 0, "registrar": "other",
             "authoritative_nameservers": {
@@ -430,7 +429,7 @@ impl State {
         self.rrsets.insert(
             (id, "@".into(), "SOA".into()),
             json!({"id": "@/SOA", "name": "@", "type": "SOA", "ttl": ttl, "labels": {}, "protection": {"change": false}, "zone": id,
-                   "records": [{"value": format!("hydrogen.ns.hetzner.com. dns.hetzner.com. {} 86400 10800 3600000 3600", Utc::now().format("%Y%m%d01"))}]}),
+                   "records": [{"value": format!("hydrogen.ns.hetzner.com. dns.hetzner.com. {} 86400 10800 3600000 3600", self.now().format("%Y%m%d01"))}]}),
         );
         self.rrsets.insert(
             (id, "@".into(), "NS".into()),
