@@ -50,7 +50,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/capture/api/rooms/{slug}/join",
             post(crate::capture::api::join),
         )
+        .route("/pool/api/servers", get(crate::pool::api::servers))
         .route("/turn", get(turn::turn))
+        .merge(crate::oidc::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

@@ -1,8 +1,12 @@
 //! The BigBlueButton servers as the portal sees them: one background task
-//! per server calls `getMeetings` once per poll interval and caches the
-//! answer, so no page view ever calls BigBlueButton. A server is down after
-//! two missed polls in a row and up again after one answer. New meetings go
-//! to the least-loaded server that is up.
+//! calls `getMeetings` on every server once per poll interval and caches
+//! the answers, so no page view ever calls BigBlueButton. A server is down
+//! after two missed polls in a row and up again after one answer. New
+//! meetings go to the least-loaded server that is up and not draining.
+//!
+//! The pool is the static `[[bbb]]` servers plus those of the pool file
+//! (crate::pool), which the same task re-reads when it changes: servers
+//! join, drain and leave without a restart.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +17,7 @@ use chrono::{DateTime, Utc};
 use conference::protocol::bbb;
 
 use crate::config::BbbServer;
+use crate::pool::file::{Change, Pool, PoolSource, Watcher};
 
 /// A meeting younger than this counts at least [`NEW_MEETING_WEIGHT`]
 /// people: people are still arriving.
@@ -64,42 +69,118 @@ pub struct ServerState {
     pub last_answer: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub meetings: Vec<Meeting>,
+    /// Gets no new meeting; its running meetings stay until they end.
+    pub draining: bool,
+    /// Since when (wall clock), for the status page and the pool API.
+    pub draining_since: Option<DateTime<Utc>>,
+    /// The same moment on the monotonic clock.
+    draining_at: Option<Instant>,
+    /// Came from the pool file, not from the static configuration.
+    pub pooled: bool,
+    /// When the last answered poll was sent: a meeting placed before it
+    /// and not in its answer is not (or no longer) on this server.
+    last_answered_poll: Option<Instant>,
+    /// Tells apart a server that left the pool from a new one of that name.
+    uid: u64,
+    server: Arc<BbbServer>,
 }
 
 impl ServerState {
+    fn new(server: BbbServer, uid: u64, pooled: bool) -> ServerState {
+        ServerState {
+            name: server.name.clone(),
+            health: Health::Unknown,
+            misses: 0,
+            last_answer: None,
+            last_error: None,
+            meetings: Vec::new(),
+            draining: false,
+            draining_since: None,
+            draining_at: None,
+            pooled,
+            last_answered_poll: None,
+            uid,
+            server: Arc::new(server),
+        }
+    }
+
     pub fn participants(&self) -> u64 {
         self.meetings.iter().map(|m| m.participants).sum()
     }
+
+    /// Whether a poll sent after `t` was answered.
+    fn polled_since(&self, t: Instant) -> bool {
+        self.last_answered_poll.is_some_and(|p| p >= t)
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            name: self.name.clone(),
+            uid: self.uid,
+            server: Arc::clone(&self.server),
+        }
+    }
 }
 
-/// Where the portal put a meeting that a poll may not have seen yet.
+/// A server chosen for a meeting. It stays valid while the pool changes:
+/// a server that left the pool is simply not found any more.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    uid: u64,
+    server: Arc<BbbServer>,
+}
+
+/// Where the portal put (or last opened) a meeting that a poll may not have
+/// seen yet.
 #[derive(Debug, Clone, Copy)]
 struct Placement {
-    server: usize,
+    server: u64,
     at: Instant,
 }
 
+/// The pool file's side of the cluster: where it is, and what the last look
+/// at it found.
+#[derive(Debug, Clone, Default)]
+pub struct PoolStatus {
+    /// The pool file, if one is configured.
+    pub path: Option<std::path::PathBuf>,
+    /// `updated` of the file in force.
+    pub updated: Option<DateTime<Utc>>,
+    /// When the file in force was applied.
+    pub applied_at: Option<DateTime<Utc>>,
+    /// Why the latest version of the file was refused (cleared by a good one).
+    pub error: Option<String>,
+}
+
 pub struct Cluster {
-    pub servers: Vec<BbbServer>,
     states: RwLock<Vec<ServerState>>,
     placements: Mutex<HashMap<String, Placement>>,
     client: reqwest::Client,
     polls: AtomicU64,
+    next_uid: AtomicU64,
+    pool: Mutex<Option<Watcher>>,
+    pool_status: RwLock<PoolStatus>,
 }
 
 impl Cluster {
+    /// A cluster of the static servers only.
     pub fn new(servers: Vec<BbbServer>, timeout: Duration) -> Arc<Cluster> {
+        Self::with_pool(servers, None, timeout)
+    }
+
+    /// The static servers and, with `pool`, the servers of the pool file
+    /// (read once here, then at every poll tick).
+    pub fn with_pool(
+        servers: Vec<BbbServer>,
+        pool: Option<PoolSource>,
+        timeout: Duration,
+    ) -> Arc<Cluster> {
         let states = servers
-            .iter()
-            .map(|s| ServerState {
-                name: s.name.clone(),
-                health: Health::Unknown,
-                misses: 0,
-                last_answer: None,
-                last_error: None,
-                meetings: Vec::new(),
-            })
-            .collect();
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| ServerState::new(s, i as u64, false))
+            .collect::<Vec<_>>();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -107,13 +188,37 @@ impl Cluster {
             .user_agent(concat!("venue-portal/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("an HTTP client");
-        Arc::new(Cluster {
-            servers,
+        let cluster = Arc::new(Cluster {
+            next_uid: AtomicU64::new(states.len() as u64),
             states: RwLock::new(states),
             placements: Mutex::new(HashMap::new()),
             client,
             polls: AtomicU64::new(0),
-        })
+            pool_status: RwLock::new(PoolStatus {
+                path: pool.as_ref().map(|p| p.path.clone()),
+                ..PoolStatus::default()
+            }),
+            pool: Mutex::new(pool.map(Watcher::new)),
+        });
+        cluster.reload_pool();
+        cluster
+    }
+
+    /// Whether any server is configured or may come (a pool file).
+    pub fn configured(&self) -> bool {
+        // One lock at a time: never hold two of the cluster's locks at once
+        // except states → placements.
+        let pool = self.pool_status().path.is_some();
+        pool || !self.is_empty()
+    }
+
+    /// How many servers are in the pool now (static ones included).
+    pub fn len(&self) -> usize {
+        self.with_states(|s| s.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// How many `getMeetings` calls the portal made since it started.
@@ -134,53 +239,193 @@ impl Cluster {
         f(&self.states.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Starts one poll task per server.
-    pub fn spawn_pollers(self: &Arc<Self>, interval: Duration) {
-        for i in 0..self.servers.len() {
-            let me = Arc::clone(self);
-            tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(interval);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    ticker.tick().await;
-                    me.poll_once(i).await;
-                }
-            });
-        }
+    pub fn pool_status(&self) -> PoolStatus {
+        self.pool_status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// One `getMeetings` call to server `i`, and the state change it implies.
+    /// Meetings the portal placed on the server of `state` (or opened there)
+    /// that no answered poll has listed yet: they may exist there.
+    pub fn unconfirmed(&self, state: &ServerState) -> usize {
+        let placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
+        placements
+            .iter()
+            .filter(|(id, p)| {
+                p.server == state.uid
+                    && !state.polled_since(p.at)
+                    && !state.meetings.iter().any(|m| &m.id == *id)
+            })
+            .count()
+    }
+
+    /// Whether a draining server is empty for sure: up, and a poll sent
+    /// after the drain began lists no meeting, and no meeting the portal
+    /// opened there may be missing from that answer.
+    pub fn drained(&self, state: &ServerState) -> bool {
+        state.draining
+            && state.health == Health::Up
+            && state.draining_at.is_some_and(|t| state.polled_since(t))
+            && state.meetings.is_empty()
+            && self.unconfirmed(state) == 0
+    }
+
+    /// One task: at every tick, look at the pool file, then poll every
+    /// server of the pool at once.
+    pub fn spawn_pollers(self: &Arc<Self>, interval: Duration) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                me.reload_pool();
+                me.poll_all().await;
+            }
+        });
+    }
+
+    /// Polls every server in the pool concurrently and waits for all (each
+    /// call is bounded by the client's timeout).
+    pub async fn poll_all(self: &Arc<Self>) {
+        let targets: Vec<Target> = self.with_states(|s| s.iter().map(|s| s.target()).collect());
+        let mut set = tokio::task::JoinSet::new();
+        for t in targets {
+            let me = Arc::clone(self);
+            set.spawn(async move { me.poll_target(&t).await });
+        }
+        while set.join_next().await.is_some() {}
+    }
+
+    /// One `getMeetings` call to the server at position `i` of the pool.
     pub async fn poll_once(&self, i: usize) {
-        let server = &self.servers[i];
+        let Some(t) = self.with_states(|s| s.get(i).map(|s| s.target())) else {
+            return;
+        };
+        self.poll_target(&t).await;
+    }
+
+    /// One `getMeetings` call, and the state change it implies (dropped if
+    /// the server left the pool meanwhile).
+    async fn poll_target(&self, t: &Target) {
         self.polls.fetch_add(1, Ordering::Relaxed);
+        let sent = Instant::now();
         let result = self
-            .call(server, "getMeetings", &[])
+            .call(&t.server, "getMeetings", &[])
             .await
             .and_then(|xml| parse_meetings(&xml));
         let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());
-        let st = &mut states[i];
+        let Some(st) = states.iter_mut().find(|s| s.uid == t.uid) else {
+            return;
+        };
         match result {
             Ok(meetings) => {
                 if st.health != Health::Up {
-                    tracing::info!(server = %server.name, meetings = meetings.len(), "BBB server is up");
+                    tracing::info!(server = %st.name, meetings = meetings.len(), "BBB server is up");
                 }
                 st.health = Health::Up;
                 st.misses = 0;
                 st.last_answer = Some(Utc::now());
+                st.last_answered_poll = Some(st.last_answered_poll.map_or(sent, |p| p.max(sent)));
                 st.last_error = None;
                 st.meetings = meetings;
             }
             Err(e) => {
                 st.misses += 1;
-                tracing::warn!(server = %server.name, misses = st.misses, error = %e, "BBB poll failed");
+                tracing::warn!(server = %st.name, misses = st.misses, error = %e, "BBB poll failed");
                 st.last_error = Some(e);
                 if st.misses >= MISSES_DOWN && st.health != Health::Down {
-                    tracing::warn!(server = %server.name, "BBB server is down");
+                    tracing::warn!(server = %st.name, "BBB server is down");
                     st.health = Health::Down;
                     st.meetings.clear();
                 }
             }
         }
+    }
+
+    /// Looks at the pool file and applies it if it changed and reads well.
+    pub fn reload_pool(&self) {
+        let change = {
+            let mut w = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            match w.as_mut() {
+                Some(w) => w.check(),
+                None => return,
+            }
+        };
+        match change {
+            None => {}
+            Some(Change::Refused(e)) => {
+                tracing::error!(error = %e, "pool file refused; the BBB pool stays as it was");
+                self.pool_status
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .error = Some(e);
+            }
+            Some(Change::Load(pool)) => {
+                self.apply_pool(&pool);
+                let mut st = self.pool_status.write().unwrap_or_else(|e| e.into_inner());
+                st.updated = pool.updated;
+                st.applied_at = Some(Utc::now());
+                st.error = None;
+            }
+        }
+    }
+
+    /// Makes the pool the static servers plus `pool`'s, in one step.
+    pub fn apply_pool(&self, pool: &Pool) {
+        let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());
+        let now = Utc::now();
+        let set_draining = |st: &mut ServerState, draining: bool| {
+            if st.draining != draining {
+                tracing::info!(server = %st.name, draining, "BBB server draining changed");
+                st.draining = draining;
+                st.draining_since = draining.then_some(now);
+                st.draining_at = draining.then(Instant::now);
+            }
+        };
+        let mut next: Vec<ServerState> = Vec::with_capacity(states.len());
+        // Static servers stay; the pool only sets their draining flag.
+        for st in states.iter().filter(|s| !s.pooled) {
+            let mut st = st.clone();
+            let entry = pool.entries.iter().find(|e| e.server.name == st.name);
+            if let Some(e) = entry {
+                if e.server.url != st.server.url {
+                    tracing::warn!(server = %st.name, "the pool file names a static BBB server with another url; the static configuration wins");
+                }
+            }
+            set_draining(&mut st, entry.is_some_and(|e| e.draining));
+            next.push(st);
+        }
+        for e in &pool.entries {
+            if next.iter().any(|s| s.name == e.server.name) {
+                continue;
+            }
+            let same = |s: &&ServerState| {
+                s.pooled
+                    && s.name == e.server.name
+                    && s.server.url == e.server.url
+                    && s.server.secret == e.server.secret
+                    && s.server.checksum == e.server.checksum
+            };
+            let mut st = match states.iter().find(same) {
+                Some(old) => old.clone(),
+                None => {
+                    let uid = self.next_uid.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(server = %e.server.name, url = %e.server.url, draining = e.draining, "BBB server joins the pool");
+                    ServerState::new(e.server.clone(), uid, true)
+                }
+            };
+            set_draining(&mut st, e.draining);
+            next.push(st);
+        }
+        for gone in states
+            .iter()
+            .filter(|s| !next.iter().any(|n| n.uid == s.uid))
+        {
+            tracing::info!(server = %gone.name, meetings = gone.meetings.len(), "BBB server leaves the pool");
+        }
+        *states = next;
     }
 
     /// Calls the API and returns the XML body of a `SUCCESS` answer.
@@ -217,26 +462,30 @@ impl Cluster {
         Ok(body)
     }
 
-    /// The server for meeting `id`: where a poll saw it, else where the
-    /// portal put it, else the least-loaded server that is up (recorded).
-    pub fn place(&self, id: &str) -> Option<usize> {
+    /// The server for meeting `id`: where a poll saw it (draining or not:
+    /// a running meeting is never cut off), else where the portal put it
+    /// (unless that server is down, left the pool, or drains and a poll
+    /// since showed the meeting is not there), else the least-loaded server
+    /// that is up and not draining (recorded).
+    pub fn place(&self, id: &str) -> Option<Target> {
         let states = self.states.read().unwrap_or_else(|e| e.into_inner());
         let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
-        let usable = |i: usize| states[i].health != Health::Down;
-        if let Some(i) = states
+        if let Some(s) = states
             .iter()
-            .position(|s| s.health == Health::Up && s.meetings.iter().any(|m| m.id == id))
+            .find(|s| s.health == Health::Up && s.meetings.iter().any(|m| m.id == id))
         {
-            return Some(i);
+            return Some(s.target());
         }
         if let Some(p) = placements.get(id) {
-            if usable(p.server) {
-                return Some(p.server);
+            if let Some(s) = states.iter().find(|s| s.uid == p.server) {
+                if s.health != Health::Down && (!s.draining || !s.polled_since(p.at)) {
+                    return Some(s.target());
+                }
             }
         }
         let now_ms = Utc::now().timestamp_millis();
-        let load = |i: usize| -> u64 {
-            let polled: u64 = states[i]
+        let load = |s: &ServerState| -> u64 {
+            let polled: u64 = s
                 .meetings
                 .iter()
                 .map(|m| {
@@ -251,52 +500,60 @@ impl Cluster {
             let unpolled = placements
                 .iter()
                 .filter(|(mid, p)| {
-                    p.server == i
+                    p.server == s.uid
                         && p.at.elapsed() < NEW_MEETING_AGE
-                        && !states[i].meetings.iter().any(|m| &m.id == *mid)
+                        && !s.meetings.iter().any(|m| &m.id == *mid)
                 })
                 .count() as u64;
             polled + unpolled * NEW_MEETING_WEIGHT
         };
         // Prefer servers known to be up; before the first poll, unknown ones.
-        let candidates: Vec<usize> = {
-            let up: Vec<usize> = (0..states.len())
-                .filter(|&i| states[i].health == Health::Up)
+        // A draining server gets no new meeting, even when nothing else is left.
+        let open = |s: &&ServerState| !s.draining;
+        let candidates: Vec<(usize, &ServerState)> = {
+            let up: Vec<(usize, &ServerState)> = states
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| open(s) && s.health == Health::Up)
                 .collect();
             if up.is_empty() {
-                (0..states.len()).filter(|&i| usable(i)).collect()
+                states
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| open(s) && s.health != Health::Down)
+                    .collect()
             } else {
                 up
             }
         };
-        let best = candidates.into_iter().min_by_key(|&i| (load(i), i))?;
+        let (_, best) = candidates.into_iter().min_by_key(|&(i, s)| (load(s), i))?;
         placements.insert(
             id.to_owned(),
             Placement {
-                server: best,
+                server: best.uid,
                 at: Instant::now(),
             },
         );
-        Some(best)
+        Some(best.target())
     }
 
-    /// Whether the last poll saw meeting `id` on server `i` with people in it.
-    pub fn has_people(&self, i: usize, id: &str) -> bool {
+    /// Whether the last poll saw meeting `id` on `server` with people in it.
+    pub fn has_people(&self, server: &Target, id: &str) -> bool {
         self.with_states(|s| {
-            s[i].meetings
-                .iter()
-                .any(|m| m.id == id && m.participants > 0)
+            s.iter()
+                .filter(|s| s.uid == server.uid)
+                .any(|s| s.meetings.iter().any(|m| m.id == id && m.participants > 0))
         })
     }
 
     /// The meeting `id` wherever a poll saw it.
-    pub fn meeting(&self, id: &str) -> Option<(usize, Meeting)> {
+    pub fn meeting(&self, id: &str) -> Option<(String, Meeting)> {
         self.with_states(|states| {
-            states.iter().enumerate().find_map(|(i, s)| {
+            states.iter().find_map(|s| {
                 s.meetings
                     .iter()
                     .find(|m| m.id == id)
-                    .map(|m| (i, m.clone()))
+                    .map(|m| (s.name.clone(), m.clone()))
             })
         })
     }
@@ -311,16 +568,31 @@ impl Cluster {
         })
     }
 
-    /// Idempotent `create` on server `i`.
-    pub async fn create(&self, i: usize, params: &[(&str, &str)]) -> Result<(), String> {
-        self.call(&self.servers[i], "create", params)
-            .await
-            .map(|_| ())
+    /// Idempotent `create` of meeting `id` on `server`. The meeting now
+    /// exists there even if no poll lists it yet: a draining server keeps it.
+    pub async fn create(
+        &self,
+        server: &Target,
+        id: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(), String> {
+        self.call(&server.server, "create", params).await?;
+        self.placements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id.to_owned(),
+                Placement {
+                    server: server.uid,
+                    at: Instant::now(),
+                },
+            );
+        Ok(())
     }
 
-    /// A signed `join` URL on server `i`.
-    pub fn join_url(&self, i: usize, params: &[(&str, &str)]) -> String {
-        let s = &self.servers[i];
+    /// A signed `join` URL on `server`.
+    pub fn join_url(&self, server: &Target, params: &[(&str, &str)]) -> String {
+        let s = &server.server;
         bbb::url(&s.url, "join", params, &s.secret, s.checksum)
     }
 }

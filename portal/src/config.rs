@@ -29,6 +29,15 @@ struct ConfigFile {
     turn: Option<TurnFile>,
     stream: Option<StreamFile>,
     capture: Option<CaptureFile>,
+    /// BBB servers beyond `[[bbb]]`, written by `venue autopilot` (crate::pool).
+    pool_file: Option<PathBuf>,
+    /// The bearer secret of `GET /pool/api/servers`.
+    pool_api_secret_file: Option<PathBuf>,
+    /// Secret files named in the pool file → the files to read instead.
+    #[serde(default)]
+    pool_secret_files: std::collections::BTreeMap<PathBuf, PathBuf>,
+    /// The OpenID Connect provider for the homeserver (crate::oidc).
+    oidc: Option<crate::oidc::config::OidcFile>,
 }
 
 /// The stage captures: the capture hosts ask the portal which streamed rooms
@@ -168,6 +177,12 @@ pub struct Config {
     /// HLS base URLs of the streams (edges, or the origin); empty: none.
     pub stream_urls: Vec<String>,
     pub capture: Option<Capture>,
+    /// The pool file, if the pool may change while the portal runs.
+    pub pool: Option<crate::pool::file::PoolSource>,
+    /// Shared with the agent: the pool API's bearer token.
+    pub pool_api_secret: Option<String>,
+    /// The OpenID Connect provider, when `[oidc]` is set.
+    pub oidc: Option<crate::oidc::config::Oidc>,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -296,7 +311,28 @@ impl Config {
             }
             None => None,
         };
+        if raw.pool_file.is_none() && !raw.pool_secret_files.is_empty() {
+            bail!("pool_secret_files is set but pool_file is not");
+        }
+        let pool_api_secret = match &raw.pool_api_secret_file {
+            Some(p) => {
+                let s = read_secret(p, "pool API secret")?;
+                if s.len() < 16 {
+                    bail!(
+                        "the pool API secret in {} is too short (at least 16 characters)",
+                        p.display()
+                    );
+                }
+                Some(s)
+            }
+            None => None,
+        };
+        let oidc = raw
+            .oidc
+            .map(|o| crate::oidc::config::Oidc::resolve(o, raw.public_url.as_deref(), state))
+            .transpose()?;
         Ok(Config {
+            oidc,
             session_key,
             poll_interval: Duration::from_secs_f64(poll),
             public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_owned()),
@@ -316,6 +352,11 @@ impl Config {
                     .collect::<Result<_>>()?,
             },
             capture,
+            pool: raw.pool_file.map(|path| crate::pool::file::PoolSource {
+                path,
+                secret_files: raw.pool_secret_files,
+            }),
+            pool_api_secret,
         })
     }
 }

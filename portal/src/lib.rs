@@ -12,7 +12,9 @@ pub mod feeds;
 pub mod fragments;
 pub mod ics;
 pub mod jitsi;
+pub mod oidc;
 pub mod pages;
+pub mod pool;
 pub mod proposals;
 pub mod rooms;
 pub mod state;
@@ -57,7 +59,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let (tickets, staff) = state.store.ticket_count()?;
-    tracing::info!(%addr, event = %state.event.id, tickets, staff, bbb_servers = state.cluster.servers.len(), jitsi_bridges = state.jitsi.bridges().len(), "venue-portal listening");
+    tracing::info!(%addr, event = %state.event.id, tickets, staff, bbb_servers = state.cluster.len(), jitsi_bridges = state.jitsi.bridges().len(), "venue-portal listening");
     // Tests and scripts read this line to learn the port of `--listen 127.0.0.1:0`.
     println!("venue-portal listening on http://{addr}");
     let router = app::router(Arc::new(state));

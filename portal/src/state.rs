@@ -30,7 +30,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(event: Event, config: Config, store: Store) -> AppState {
         let timeout = config.poll_interval.min(Duration::from_secs(5));
-        let cluster = Cluster::new(config.bbb.clone(), timeout);
+        let cluster = Cluster::with_pool(config.bbb.clone(), config.pool.clone(), timeout);
         let jitsi = JitsiMonitor::new(config.jitsi.as_ref(), &event, timeout);
         AppState {
             fragments: Fragments::new(&event),

@@ -165,7 +165,13 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        for schema in [SCHEMA, feeds::SCHEMA, votes::SCHEMA, capture::SCHEMA] {
+        for schema in [
+            SCHEMA,
+            feeds::SCHEMA,
+            votes::SCHEMA,
+            capture::SCHEMA,
+            crate::oidc::store::SCHEMA,
+        ] {
             conn.execute_batch(schema)
                 .with_context(|| format!("cannot create the tables in {}", path.display()))?;
         }
@@ -174,7 +180,7 @@ impl Store {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -382,7 +388,7 @@ fn put_ticket(
     )?)
 }
 
-fn ticket_from_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Ticket> {
+pub(crate) fn ticket_from_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Ticket> {
     let role: String = r.get(at + 3)?;
     Ok(Ticket {
         id: r.get(at)?,

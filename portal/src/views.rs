@@ -20,7 +20,7 @@ h1{font-size:1.5rem;margin:.2rem 0 1rem}h2{font-size:1.15rem;margin:1.4rem 0 .5r
 .card{border:1px solid var(--line);border-radius:.5rem;padding:.6rem .8rem;margin:.5rem 0;background:var(--soft)}
 .row{display:flex;flex-wrap:wrap;gap:.3rem 1rem;align-items:baseline}.grow{flex:1 1 16rem}
 .t{font-variant-numeric:tabular-nums;white-space:nowrap}.muted{color:var(--muted);font-size:.92rem}
-.live{color:var(--ok);font-weight:600}.down{color:var(--bad);font-weight:600}.up{color:var(--ok);font-weight:600}
+.live{color:var(--ok);font-weight:600}.down{color:var(--bad);font-weight:600}.up{color:var(--ok);font-weight:600}.draining{color:var(--accent);font-weight:600}
 button,.button{font:inherit;border:0;border-radius:.4rem;padding:.45rem .9rem;background:var(--accent);color:#fff;cursor:pointer;text-decoration:none;display:inline-block}
 button.quiet{background:transparent;color:var(--accent);border:1px solid var(--line);padding:.2rem .6rem}
 form.inline{display:inline}input,select{font:inherit;padding:.45rem;border:1px solid var(--line);border-radius:.4rem;width:100%;max-width:24rem;background:var(--bg);color:var(--fg)}

@@ -192,15 +192,15 @@ async fn join_url(state: &AppState, room: &Room, now: DateTime<Utc>) -> anyhow::
     let id = state.meeting_id(room);
     match room.backend {
         Backend::Bbb => {
-            if state.cluster.servers.is_empty() {
+            if !state.cluster.configured() {
                 anyhow::bail!("no BigBlueButton server is configured on this portal");
             }
             let Some(server) = state.cluster.place(&id) else {
                 anyhow::bail!("no BigBlueButton server answers right now");
             };
-            if !state.cluster.has_people(server, &id) {
+            if !state.cluster.has_people(&server, &id) {
                 let logout = state.config.public_url.clone().unwrap_or_default() + "/";
-                crate::pages::join::open_bbb_meeting(state, room, server, &logout).await?;
+                crate::pages::join::open_bbb_meeting(state, room, &server, &logout).await?;
             }
             let att_pw = &auth::sign(&state.config.session_key, "bbb-attendee", &id)[..20];
             let params: Vec<(&str, &str)> = vec![
@@ -221,7 +221,7 @@ async fn join_url(state: &AppState, room: &Room, now: DateTime<Utc>) -> anyhow::
                 ("userdata-bbb_show_public_chat_on_login", "false"),
                 ("userdata-bbb_show_participants_on_login", "false"),
             ];
-            Ok(state.cluster.join_url(server, &params))
+            Ok(state.cluster.join_url(&server, &params))
         }
         Backend::Jitsi => {
             let Some(j) = &state.config.jitsi else {

@@ -56,7 +56,7 @@ pub async fn join(
     let name = ticket.display_name();
     match room.backend {
         Backend::Bbb => {
-            if state.cluster.servers.is_empty() {
+            if !state.cluster.configured() {
                 return unavailable(
                     "Not configured",
                     &format!(
@@ -72,10 +72,10 @@ pub async fn join(
             let key = &state.config.session_key;
             let mod_pw = &auth::sign(key, "bbb-moderator", &id)[..20];
             let att_pw = &auth::sign(key, "bbb-attendee", &id)[..20];
-            if !state.cluster.has_people(server, &id) {
+            if !state.cluster.has_people(&server, &id) {
                 let logout = format!("{}/", state.base_url(&headers));
-                if let Err(e) = open_bbb_meeting(&state, room, server, &logout).await {
-                    tracing::error!(room = %room.slug, server = %state.cluster.servers[server].name, error = %e, "BBB create failed");
+                if let Err(e) = open_bbb_meeting(&state, room, &server, &logout).await {
+                    tracing::error!(room = %room.slug, server = %server.name, error = %e, "BBB create failed");
                     return (StatusCode::BAD_GATEWAY, views::message_page("The room could not be opened", "Its BigBlueButton server did not accept the meeting. Try again in a minute.")).into_response();
                 }
             }
@@ -95,8 +95,8 @@ pub async fn join(
             if !room.webcams {
                 params.push(("userdata-bbb_auto_share_webcam", "false"));
             }
-            let url = state.cluster.join_url(server, &params);
-            tracing::info!(ticket = ticket.id, room = %room.slug, server = %state.cluster.servers[server].name, moderator, "join");
+            let url = state.cluster.join_url(&server, &params);
+            tracing::info!(ticket = ticket.id, room = %room.slug, server = %server.name, moderator, "join");
             Redirect::to(&url).into_response()
         }
         Backend::Jitsi => {
@@ -138,7 +138,7 @@ pub async fn join(
 pub async fn open_bbb_meeting(
     state: &AppState,
     room: &conference::Room,
-    server: usize,
+    server: &crate::bbb::Target,
     logout: &str,
 ) -> anyhow::Result<()> {
     let id = state.meeting_id(room);
@@ -168,7 +168,7 @@ pub async fn open_bbb_meeting(
     }
     state
         .cluster
-        .create(server, &params)
+        .create(server, &id, &params)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())

@@ -71,6 +71,7 @@ pub async fn status(State(state): State<Arc<AppState>>, user: User) -> Response 
     let now = Utc::now();
     let f = frame(&state, &user);
     let ev = &state.event;
+    let pool = state.cluster.pool_status();
     let body = state.cluster.with_states(|servers| {
         let meeting_of = |room: &Room| {
             let id = state.meeting_id(room);
@@ -83,6 +84,10 @@ pub async fn status(State(state): State<Arc<AppState>>, user: User) -> Response 
             h1 { "Status" }
             p.muted { "BigBlueButton is polled every " (state.config.poll_interval.as_secs_f64()) " s per server (" (state.cluster.polls()) " polls so far); this page shows the last answers. " (tickets) " tickets, " (staff_n) " staff." }
             h2 { "Servers" }
+            @if let Some(path) = &pool.path {
+                p.muted { "Servers marked (pool) come from " code { (path.display()) } @if let Some(u) = pool.updated { ", updated " (u.format("%Y-%m-%d %H:%M:%S UTC")) } ". A draining server gets no new meeting; its running meetings stay until they end." }
+                @if let Some(e) = &pool.error { p.down { "The latest pool file was refused, the pool is as before: " (e) } }
+            }
             @if servers.is_empty() { p { "No BigBlueButton server is configured." } }
             @else {
                 div.scroll { table {
@@ -90,8 +95,12 @@ pub async fn status(State(state): State<Arc<AppState>>, user: User) -> Response 
                     tbody {
                         @for s in servers {
                             tr {
-                                td { (s.name) }
-                                td { (health(s.health)) @if let Some(e) = &s.last_error { br; span.muted { (e) } } }
+                                td { (s.name) @if s.pooled { " " span.muted { "(pool)" } } }
+                                td {
+                                    (health(s.health))
+                                    @if s.draining { ", " span.draining { "draining" } @if let Some(t) = s.draining_since { " " span.muted { "since " (ago(now, Some(t))) } } }
+                                    @if let Some(e) = &s.last_error { br; span.muted { (e) } }
+                                }
                                 td.n { (s.meetings.len()) }
                                 td.n { (s.participants()) }
                                 td.n { (s.meetings.iter().map(|m| m.listeners).sum::<u64>()) }
@@ -101,7 +110,7 @@ pub async fn status(State(state): State<Arc<AppState>>, user: User) -> Response 
                             }
                         }
                         tr {
-                            th { "Total" } td { (servers.iter().filter(|s| s.health == Health::Up).count()) " of " (servers.len()) " up" }
+                            th { "Total" } td { (servers.iter().filter(|s| s.health == Health::Up).count()) " of " (servers.len()) " up" @let d = servers.iter().filter(|s| s.draining).count(); @if d > 0 { ", " (d) " draining" } }
                             td.n { (servers.iter().map(|s| s.meetings.len()).sum::<usize>()) }
                             td.n { (total(|m| m.participants)) } td.n { (total(|m| m.listeners)) } td.n { (total(|m| m.voice)) } td.n { (total(|m| m.video)) } td {}
                         }

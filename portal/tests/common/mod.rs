@@ -4,6 +4,7 @@
 
 pub mod fake_bbb;
 pub mod fake_jitsi;
+pub mod oidc;
 pub mod origin;
 
 use std::io::BufRead;
@@ -80,10 +81,15 @@ pub struct Portal {
 
 impl Portal {
     pub fn start(event: &Path, state: &Path, config: Option<&Path>) -> Portal {
+        Portal::start_at(event, state, config, "127.0.0.1:0")
+    }
+
+    /// Starts the portal on `listen` (ADDR:PORT), for a URL known in advance.
+    pub fn start_at(event: &Path, state: &Path, config: Option<&Path>, listen: &str) -> Portal {
         std::fs::create_dir_all(state).unwrap();
         let log = state.join("portal.log");
         let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--event"])
+        cmd.args(["serve", "--listen", listen, "--event"])
             .arg(event)
             .arg("--state")
             .arg(state)
