@@ -126,6 +126,8 @@
             # The capture controller is venue-portal's `capture` command.
             services.venue.capture.package =
               lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.venue-portal;
+            services.venue.autopilot.package =
+              lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.venue;
           };
           portal = withPortalPackage ./modules/portal.nix;
           jitsi = ./modules/jitsi.nix;
@@ -177,9 +179,11 @@
           vm-first-boot = import ./tests/vm/first-boot.nix { pkgs = testPkgs; inherit venueModules; };
           vm-bbb = import ./tests/vm/bbb.nix { pkgs = testPkgs; inherit venueModules; };
           vm-portal = import ./tests/vm/portal.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
+          vm-chat = import ./tests/vm/chat.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
           vm-allinone = import ./tests/vm/allinone.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
           vm-stream = import ./tests/vm/stream.nix { pkgs = testPkgs; inherit venueModules; };
           vm-capture = import ./tests/vm/capture.nix { pkgs = testPkgs; inherit venueModules portalPackage; };
+          vm-autopilot = import ./tests/vm/autopilot.nix { pkgs = testPkgs; inherit venueModules; };
           vm-install = import ./tests/vm/install.nix {
             pkgs = testPkgs;
             inherit venueModules;

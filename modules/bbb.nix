@@ -536,8 +536,9 @@ in
     # The environment files are made anew when the agent's secrets change;
     # restarting that unit restarts the running containers that require it.
     # Containers that do not start at boot are not started by new secrets.
-    services.venue.secrets.consumers = [ "venue-bbb-secrets.service" ]
-      ++ lib.optionals cfg.autoStart podmanUnits;
+    services.venue.secrets.consumers = lib.genAttrs
+      ([ "venue-bbb-secrets.service" ] ++ lib.optionals cfg.autoStart podmanUnits)
+      (_: agentSecrets);
 
     services.nginx.virtualHosts.${cfg.hostName} = venue.internal.vhostTls // {
       locations."/" = {

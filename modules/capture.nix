@@ -211,7 +211,7 @@ in
       };
     };
 
-    services.venue.secrets.consumers = [ "venue-capture.service" ];
+    services.venue.secrets.consumers."venue-capture.service" = [ cfg.secretFile ];
 
     systemd.services."venue-capture@" = {
       description = "venue stage capture of room %i";

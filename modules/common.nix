@@ -50,15 +50,17 @@ let
 
   # Which role answers the plain /healthz when several share a host: the
   # portal first (the deploy step checks it there), then BigBlueButton.
-  healthOrder = [ "portal" "bbb" "jitsi" "jvb" "coturn" "stream" "edge" ];
+  healthOrder = [ "portal" "bbb" "jitsi" "jvb" "coturn" "stream" "edge" "chat" ];
   presentRoles = lib.filter (r: cfg.healthz.checks ? ${r}) healthOrder;
   probedRoles = lib.filter (r: cfg.healthz.checks.${r} != null) presentRoles;
 
   # Shell text: exit 1, naming the file, unless every one of `files` exists
-  # and is non-empty. Run as root: secretsDir is 0700 root.
+  # and is non-empty, run as root (secretsDir is 0700 root)
+  # and holds more than white space (a lone newline is an empty secret to
+  # coturn's `head -n1` and the bridge's `$(cat …)`).
   requireFiles = files: lib.optionalString (files != [ ]) ''
     for f in ${lib.escapeShellArgs files}; do
-      if [ ! -s "$f" ]; then
+      if [ ! -s "$f" ] || ! ${pkgs.gnugrep}/bin/grep -q '[^[:space:]]' "$f"; then
         echo "$f is missing or empty (the agent writes it at venue deploy): refusing to start" >&2
         exit 1
       fi
@@ -70,7 +72,8 @@ let
     "+${pkgs.writeShellScript "venue-require-${name}" (requireFiles files)}";
 
   systemctl = "${config.systemd.package}/bin/systemctl";
-  consumers = lib.unique cfg.secrets.consumers;
+  # Unit name -> the files it reads.
+  consumers = cfg.secrets.consumers;
   # (With only one of the two set, the assertion below says so.)
   tlsFromFiles = cfg.tls.certificateFile != null && cfg.tls.keyFile != null;
   # nginx reads the copy venue-tls makes: reloaded after it.
@@ -79,19 +82,25 @@ let
   # certificate's if it lives elsewhere.
   watchedDirs = lib.unique ([ cfg.secretsDir ]
     ++ lib.optionals tlsFromFiles [ (dirOf cfg.tls.certificateFile) (dirOf cfg.tls.keyFile) ]);
-  # What the consumers last started with: a digest of every file (name and
-  # content) in the watched directories. The agent uploads all of a host's
-  # secrets at every deploy; unchanged ones must not restart a running
-  # conference.
-  digestFile = "/run/venue-secrets/digest";
-  digest = ''
-    find ${lib.escapeShellArgs watchedDirs} -maxdepth 1 -type f ! -name '.*' -print0 \
-      | sort -z | xargs -0 -r sha256sum | sha256sum
+
+  # What each consumer started with: a digest of its own files (name and
+  # content), recorded by the unit itself as it starts (boot, switch,
+  # restart), so that a new certificate restarts only what reads it, and
+  # secrets the agent sends again unchanged restart nothing.
+  digestDir = "/run/venue-secrets";
+  digestOf = files: ''
+    for f in ${lib.escapeShellArgs files}; do
+      printf '%s ' "$f"
+      if [ -r "$f" ]; then sha256sum < "$f"; else echo missing; fi
+    done | sha256sum | cut -d' ' -f1
   '';
-  recordDigest = ''
-    install -d -m 0700 ${dirOf digestFile}
-    ${digest} > ${digestFile}
-  '';
+  recordDigest = unit: files: "+${pkgs.writeShellScript "venue-secrets-record-${lib.removeSuffix ".service" unit}" ''
+    PATH=${lib.makeBinPath [ pkgs.coreutils ]}
+    umask 077
+    mkdir -p ${digestDir}
+    { ${digestOf files} } > ${digestDir}/${unit}.new
+    mv ${digestDir}/${unit}.new ${digestDir}/${unit}
+  ''}";
 
   healthLocation = url:
     if url == null then {
@@ -184,16 +193,18 @@ in
 
     secrets = {
       consumers = lib.mkOption {
-        type = listOf str;
-        default = [ ];
-        example = [ "prosody.service" "coturn.service" ];
+        type = attrsOf (listOf str);
+        default = { };
+        example = lib.literalExpression ''{ "coturn.service" = [ "/var/lib/venue/secrets/turn-secret" ]; }'';
         description = ''
           Units that read files from {option}`secretsDir` (or the agent's
-          certificate). When the agent writes new secrets (`venue deploy`),
-          every one of them is restarted (also a failed one, which refused to
-          start without its secrets); when the files are unchanged, the ones
-          not running are started. nginx is reloaded after the certificate's
-          copy (`venue-tls.service`, itself a consumer) is made anew.
+          certificate), each with the files it reads. When the agent writes
+          new files (`venue deploy`), a unit is restarted (also a failed one,
+          which refused to start without its secrets) when one of its own
+          files differs from what it started with, and started when it is not
+          running; nginx is reloaded after the certificate's copy
+          (`venue-tls.service`, itself a consumer) is made anew. Each unit
+          records what it starts with (an `ExecStartPre=` added here).
         '';
       };
 
@@ -330,7 +341,7 @@ in
     # The agent's certificate, copied for nginx (which cannot read the root
     # files) at boot and by the secrets' path unit below when `venue deploy`
     # replaces it: a consumer like any other, then a reload of nginx.
-    (lib.mkIf tlsFromFiles {
+    (lib.mkIf (tlsFromFiles && config.services.nginx.enable) {
       systemd.services.venue-tls = {
         description = "Hand the venue's certificate to nginx";
         wantedBy = [ "multi-user.target" "nginx.service" ];
@@ -342,10 +353,10 @@ in
         };
         script = requireFiles [ cfg.tls.certificateFile cfg.tls.keyFile ] + copyTls;
       };
-      services.venue.secrets.consumers = [ "venue-tls.service" ];
+      services.venue.secrets.consumers."venue-tls.service" = [ cfg.tls.certificateFile cfg.tls.keyFile ];
     })
 
-    (lib.mkIf (consumers != [ ]) {
+    (lib.mkIf (consumers != { }) {
       # The agent makes it too (mode 0700); here so that the path unit
       # watches the directory itself from the first boot on.
       systemd.tmpfiles.settings.venue-secrets.${cfg.secretsDir}.d = {
@@ -354,17 +365,86 @@ in
         group = "root";
       };
 
-      # What the consumers start with at boot.
-      systemd.services.venue-secrets-digest = {
-        description = "Note which secrets the services start with";
-        wantedBy = [ "multi-user.target" ];
-        before = consumers;
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          UMask = "0077";
+      systemd.services = lib.mapAttrs'
+        (unit: files: lib.nameValuePair (lib.removeSuffix ".service" unit) {
+          serviceConfig.ExecStartPre = lib.mkBefore [ (recordDigest unit files) ];
+        })
+        consumers
+      // {
+        venue-secrets-changed = {
+          description = "Restart the services whose secrets changed";
+          # A switch must not restart it half-way (it waits for switches).
+          restartIfChanged = false;
+          path = [ pkgs.coreutils pkgs.procps ];
+          serviceConfig = {
+            Type = "oneshot";
+            UMask = "0077";
+            # A consumer's start can hang; the next change needs this unit free.
+            TimeoutStartSec = "15min";
+          };
+          script = ''
+            # The agent writes several files in one go: let it finish.
+            sleep 3
+            # `venue deploy` switches right after the upload. A unit restarted
+            # while the switch runs keeps the old configuration (the switch
+            # only starts what is stopped), so wait for it; the units it
+            # starts record what they start with.
+            for _ in $(seq 600); do
+              pgrep -f '/bin/switch-to-configuration' >/dev/null || break
+              sleep 1
+            done
+            # Files that change while this runs fire no new run (systemd
+            # merges the trigger into this one): look again until nothing
+            # differs, a few times at most.
+            rc=0
+            restarted=()
+            started=()
+            for pass in 1 2 3 4 5; do
+              changed=()
+              stopped=()
+              ${lib.concatStrings (lib.mapAttrsToList (unit: files: ''
+                now=$( ${digestOf files} )
+                if [ "$(cat ${digestDir}/${unit} 2>/dev/null)" != "$now" ]; then
+                  changed+=(${lib.escapeShellArg unit})
+                elif ! ${systemctl} is-active -q ${lib.escapeShellArg unit}; then
+                  stopped+=(${lib.escapeShellArg unit})
+                fi
+              '') consumers)}
+              if [ ''${#changed[@]} -eq 0 ] && [ ''${#stopped[@]} -eq 0 ]; then
+                break
+              fi
+              echo "pass $pass: secrets changed for: ''${changed[*]:-none}; not running: ''${stopped[*]:-none}"
+              restarted+=("''${changed[@]}")
+              started+=("''${stopped[@]}")
+              # Units that refused to start (and hit their start limit) may
+              # start again; nginx too, which fails without the certificate.
+              ${systemctl} reset-failed "''${changed[@]}" "''${stopped[@]}" ${lib.optionalString reloadNginx "nginx.service"} || true
+              # One unit that fails (a secret still missing) must not keep
+              # the others, or nginx, from their turn.
+              rc=0
+              if [ ''${#changed[@]} -gt 0 ]; then
+                ${systemctl} restart "''${changed[@]}" || rc=$?
+              fi
+              if [ ''${#stopped[@]} -gt 0 ]; then
+                ${systemctl} start "''${stopped[@]}" || rc=$?
+              fi
+              ${lib.optionalString reloadNginx ''
+                if [[ " ''${changed[*]} " == *" venue-tls.service "* ]]; then
+                  ${systemctl} reload-or-restart nginx.service || rc=$?
+                else
+                  ${systemctl} start nginx.service || rc=$?
+                fi
+              ''}
+            done
+            # One line per run, for whoever reads the journal.
+            if [ ''${#restarted[@]} -gt 0 ]; then
+              echo "secrets changed: restarted $(printf '%s\n' "''${restarted[@]}" | sort -u | paste -sd' '); started ''${started[*]:-nothing}"
+            else
+              echo "secrets unchanged: started ''${started[*]:-nothing}"
+            fi
+            exit "$rc"
+          '';
         };
-        script = recordDigest;
       };
 
       systemd.paths.venue-secrets-changed = {
@@ -377,42 +457,6 @@ in
           MakeDirectory = true;
           DirectoryMode = "0700";
         };
-      };
-
-      systemd.services.venue-secrets-changed = {
-        description = "Restart the services that read the venue's secrets";
-        after = [ "venue-secrets-digest.service" ];
-        serviceConfig = {
-          Type = "oneshot";
-          UMask = "0077";
-          # A consumer's start can hang; the next change needs this unit free.
-          TimeoutStartSec = "10min";
-        };
-        script = ''
-          # The agent writes several files in one go: let it finish. Changes
-          # meanwhile merge into this run.
-          sleep 3
-          # Units that refused to start (and hit their start limit) may
-          # start; nginx too, which fails without the agent's certificate.
-          ${systemctl} reset-failed ${lib.escapeShellArgs (consumers ++ lib.optional reloadNginx "nginx.service")} || true
-          old=$(cat ${digestFile} 2>/dev/null || true)
-          new=$(${digest})
-          # One unit that fails (a secret still missing) must not keep the
-          # others, or nginx, from their turn.
-          rc=0
-          if [ "$old" != "$new" ]; then
-            echo "secrets changed: restarting ${lib.concatStringsSep " " consumers}"
-            printf '%s\n' "$new" > ${digestFile}
-            ${systemctl} restart ${lib.escapeShellArgs consumers} || rc=$?
-            ${lib.optionalString reloadNginx ''
-              ${systemctl} reload-or-restart nginx.service || rc=$?
-            ''}
-          else
-            echo "secrets unchanged: starting what is not running"
-            ${systemctl} start ${lib.escapeShellArgs (consumers ++ lib.optional reloadNginx "nginx.service")} || rc=$?
-          fi
-          exit "$rc"
-        '';
       };
     })
   ];

@@ -177,7 +177,7 @@ in
 
       # Restarted when `venue deploy` writes the secret or the certificate
       # (coturn has no reload; credentials are copied at start).
-      services.venue.secrets.consumers = [ "coturn.service" ];
+      services.venue.secrets.consumers."coturn.service" = secretFiles;
 
       systemd.sockets.venue-healthz-coturn = {
         description = "Health check of coturn, for nginx";

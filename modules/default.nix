@@ -11,6 +11,8 @@
     ./stream.nix
     ./capture.nix
     ./portal.nix
+    ./chat.nix
+    ./autopilot.nix
     ./hetzner.nix
     ./vpsadminos.nix
   ];

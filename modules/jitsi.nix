@@ -321,7 +321,7 @@ in
 
       # Restarted (the three with venue-jitsi-secrets, by Requires=) when
       # `venue deploy` writes new secrets, also after they refused to start.
-      services.venue.secrets.consumers = [ "venue-jitsi-secrets.service" ] ++ jitsiUnits;
+      services.venue.secrets.consumers = lib.genAttrs ([ "venue-jitsi-secrets.service" ] ++ jitsiUnits) (_: requiredSecrets);
 
       systemd.services.prosody = {
         # A changed configuration or secret takes effect only through a new

@@ -159,7 +159,7 @@ in
       };
       # Restarted when `venue deploy` writes the password (also after it
       # refused to start without it).
-      services.venue.secrets.consumers = [ "jitsi-videobridge2.service" ];
+      services.venue.secrets.consumers."jitsi-videobridge2.service" = [ cfg.passwordFile ];
 
       # XMPP to the main host over TLS, the certificate checked for its name.
       services.nginx.streamConfig = ''

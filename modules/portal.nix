@@ -13,6 +13,12 @@
 #   serverAliases, forceSSL/enableACME, sslCertificate(Key) (`types.path`,
 #   a string path is used in place: the agent's certificate never enters
 #   the store).
+#
+# With `oidc` the portal is the OpenID Connect provider of the event's
+# homeserver (docs/portal.md, `[oidc]`); with `matrixHost` its nginx
+# delegates the event's Matrix server name to the chat host
+# (`/.well-known/matrix/{server,client}`, as Synapse's and the Matrix
+# specification's server and client discovery read them).
 { config, lib, pkgs, ... }:
 
 let
@@ -58,6 +64,14 @@ let
       secret_file = "${credDir}/capture-secret";
       rtmp_url = cfg.captureRtmpUrl;
     };
+  } // lib.optionalAttrs (cfg.oidc != null) {
+    oidc = {
+      inherit (cfg.oidc) issuer;
+      client_id = cfg.oidc.clientId;
+      client_secret_file = "${credDir}/oidc-client-secret";
+      redirect_uri = cfg.oidc.redirectUri;
+      token_ttl_seconds = cfg.oidc.tokenTtlSeconds;
+    };
   } // lib.optionalAttrs (venue.turn.host != null) {
     turn = {
       uris = [
@@ -78,11 +92,22 @@ let
     ++ lib.optional (cfg.jitsi.domain != null) { name = "jwt-secret"; file = cfg.jitsi.secretFile; }
     ++ lib.optional (venue.turn.host != null) { name = "turn-secret"; file = venue.turn.secretFile; }
     ++ lib.optional (cfg.captureRtmpUrl != null) { name = "capture-secret"; file = "${venue.secretsDir}/capture-secret"; }
+    ++ lib.optional (cfg.oidc != null) { name = "oidc-client-secret"; file = cfg.oidc.clientSecretFile; }
     ++ lib.optionals (cfg.poolFile != null) [
       { name = "pool-bbb-secret"; file = "${venue.secretsDir}/bbb-secret"; }
       { name = "pool-api-secret"; file = "${venue.secretsDir}/capture-secret"; }
     ];
   credentials = map (c: "${c.name}:${c.file}") secretFiles;
+
+  # Matrix server discovery for the event's server name (the domain): JSON
+  # answered by nginx, readable by Element on another origin.
+  wellKnown = body: {
+    return = "200 '${builtins.toJSON body}'";
+    extraConfig = ''
+      default_type application/json;
+      add_header Access-Control-Allow-Origin * always;
+    '';
+  };
 
   # Admin commands must run as the service's dynamic user, or the SQLite
   # file they touch would end up owned by root.
@@ -174,6 +199,58 @@ in
         the event's `bbb-secret`, which the service gets as a credential.
         With it, `GET /pool/api/servers` answers the agent (Bearer: the
         event's `capture-secret`).
+      '';
+    };
+
+    oidc = lib.mkOption {
+      default = null;
+      description = ''
+        The OpenID Connect provider for the event's homeserver (`[oidc]`):
+        ticket holders log in to the chat with their ticket. Null: the
+        provider's endpoints answer 404.
+      '';
+      type = nullOr (submodule {
+        options = {
+          issuer = lib.mkOption {
+            type = str;
+            default = cfg.publicUrl;
+            defaultText = lib.literalExpression "config.services.venue.portal.publicUrl";
+            description = "The issuer ID tokens name: `scheme://host[:port]`, no path.";
+          };
+          clientId = lib.mkOption {
+            type = str;
+            default = "synapse";
+            description = "The one registered client (the homeserver).";
+          };
+          clientSecretFile = lib.mkOption {
+            type = str;
+            default = "${venue.secretsDir}/oidc-client-secret";
+            defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/oidc-client-secret"'';
+            description = "The client secret shared with the homeserver (at least 16 characters).";
+          };
+          redirectUri = lib.mkOption {
+            type = str;
+            example = "https://chat.lpc.example.org/_synapse/client/oidc/callback";
+            description = "The homeserver's callback, compared byte for byte.";
+          };
+          tokenTtlSeconds = lib.mkOption {
+            type = ints.between 30 86400;
+            default = 300;
+            description = "Lifetime of ID tokens and access tokens.";
+          };
+        };
+      });
+    };
+
+    matrixHost = lib.mkOption {
+      type = nullOr str;
+      default = null;
+      example = "chat.lpc.example.org";
+      description = ''
+        The homeserver the event's Matrix server name (the portal's name) is
+        delegated to: nginx answers `/.well-known/matrix/server` with
+        `<matrixHost>:443` and `/.well-known/matrix/client` with
+        `https://<matrixHost>`.
       '';
     };
 
@@ -279,6 +356,12 @@ in
         roomSizeUrl = lib.mkDefault "https://${venue.jitsi.hostName}/room-size";
         bridges = [{ name = config.networking.hostName; statsUrl = "https://${venue.jitsi.hostName}/colibri/stats"; }];
       };
+      oidc = lib.mkIf (venue.chat.enable or false) {
+        clientId = lib.mkDefault venue.chat.oidc.clientId;
+        clientSecretFile = lib.mkDefault venue.chat.oidc.clientSecretFile;
+        redirectUri = lib.mkDefault "https://${venue.chat.hostName}/_synapse/client/oidc/callback";
+      };
+      matrixHost = lib.mkIf (venue.chat.enable or false) (lib.mkDefault venue.chat.hostName);
       bbbServers = lib.mkIf (venue.bbb.enable or false) [{
         name = config.networking.hostName;
         url = "https://${venue.bbb.hostName}/bigbluebutton/api";
@@ -339,13 +422,18 @@ in
       };
     };
 
-    services.venue.secrets.consumers = [ "${unit}.service" ];
+    services.venue.secrets.consumers."${unit}.service" = map (c: c.file) secretFiles;
 
     environment.systemPackages = [ portalCtl ];
 
     services.nginx.virtualHosts.${cfg.hostName} = venue.internal.vhostTls // {
       inherit (cfg) serverAliases;
-      locations."/".proxyPass = "http://${cfg.listen}";
+      locations = {
+        "/".proxyPass = "http://${cfg.listen}";
+      } // lib.optionalAttrs (cfg.matrixHost != null) {
+        "= /.well-known/matrix/server" = wellKnown { "m.server" = "${cfg.matrixHost}:443"; };
+        "= /.well-known/matrix/client" = wellKnown { "m.homeserver".base_url = "https://${cfg.matrixHost}"; };
+      };
     };
 
     networking.firewall.allowedTCPPorts = [ 80 443 ];

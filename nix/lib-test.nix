@@ -20,6 +20,7 @@ let
       { name = "lpc-2020-coturn-1"; role = "coturn"; server_type = "cx22"; location = "fsn1"; ipv4 = "203.0.113.11"; ipv6 = "2001:db8:4::1"; static = false; }
       { name = "lpc-2020-stream-1"; role = "stream"; server_type = "cx33"; location = "fsn1"; ipv4 = "203.0.113.12"; ipv6 = "2001:db8:6::1"; static = false; }
       { name = "lpc-2020-edge-1"; role = "edge"; server_type = "cx33"; location = "fsn1"; ipv4 = "203.0.113.13"; ipv6 = "2001:db8:7::1"; static = false; }
+      { name = "lpc-2020-chat-1"; role = "chat"; server_type = "cx22"; location = "fsn1"; ipv4 = "203.0.113.14"; ipv6 = "2001:db8:8::1"; static = false; }
       { name = "lpc-2020-portal-1"; role = "portal"; server_type = "cx22"; location = "fsn1"; ipv4 = "198.51.100.2"; ipv6 = "2001:db8:5::1"; static = true; }
     ];
   };
@@ -61,6 +62,16 @@ let
   coop = (builtins.elemAt staticHosts.coop.modules 2) { lib = stubLib; };
   pkgsConfig = (builtins.elemAt hosts.lpc-2020-bbb-1.modules 1).nixpkgs.config;
 
+  # Without a chat host the portal is no OIDC provider; with two, mkFleet refuses.
+  noChatFleet = portalFleet // { servers = builtins.filter (s: s.role != "chat") portalFleet.servers; };
+  noChatPortal = ((builtins.elemAt (fleetLib.mkFleet { fleet = noChatFleet; }).lpc-2020-portal-1.modules 2) { lib = stubLib; }).services.venue.portal;
+  twoChats = fleet // {
+    servers = fleet.servers ++ [
+      { name = "lpc-2020-chat-2"; role = "chat"; server_type = "cx22"; location = "fsn1"; ipv4 = "203.0.113.15"; ipv6 = null; static = false; }
+    ];
+  };
+  twoChatsVenue = ((builtins.elemAt (fleetLib.mkFleet { fleet = twoChats; }).lpc-2020-chat-1.modules 2) { lib = stubLib; }).services.venue;
+
   checks = [
     (check (staticHosts ? coop && !(staticHosts ? lpc-2020-portal-1)) "a static host gets a system only with a configuration")
     (check (builtins.elemAt staticHosts.coop.modules 3 == /etc/coop/configuration.nix) "its own configuration is imported")
@@ -68,7 +79,7 @@ let
     (check (coop.services.venue.acme.email == "noc@lpc.example.org") "a static host gets the ACME address")
     (check (coop.services.venue.portal.enable && coop.services.venue.coturn.enable) "both of its roles")
     (check (!(coop.services.venue ? hetzner)) "no cloud profile on a static host")
-    (check (builtins.attrNames hosts == [ "lpc-2020-bbb-1" "lpc-2020-bbb-2" "lpc-2020-coturn-1" "lpc-2020-edge-1" "lpc-2020-jitsi-1" "lpc-2020-jvb-1" "lpc-2020-stream-1" ]) "static hosts are left out")
+    (check (builtins.attrNames hosts == [ "lpc-2020-bbb-1" "lpc-2020-bbb-2" "lpc-2020-chat-1" "lpc-2020-coturn-1" "lpc-2020-edge-1" "lpc-2020-jitsi-1" "lpc-2020-jvb-1" "lpc-2020-stream-1" ]) "static hosts are left out")
     (check ((venue "lpc-2020-stream-1").stream.origin.publishFrom == [ "127.0.0.1" "203.0.113.7" "2001:db8::1" "203.0.113.8" "2001:db8:1::1" "203.0.113.9" "2001:db8:2::1" "203.0.113.10" "2001:db8:3::1" ]) "the origin itself (its captures) and the stages' hosts, and only they, push to the origin")
     (check ((venue "lpc-2020-stream-1").capture.enable && !((venue "lpc-2020-edge-1") ? capture)) "the origin films the stages, the edge does not")
     (check ((venue "lpc-2020-edge-1").stream.edge.origin == "lpc-2020-stream-1.lpc.example.org") "the edge caches the origin")
@@ -97,6 +108,13 @@ let
     (check (map (b: b.statsUrl) portal.jitsi.bridges == [ "https://lpc-2020-jitsi-1.lpc.example.org/colibri/stats" "https://lpc-2020-jvb-1.lpc.example.org/colibri/stats" ]) "and every bridge's load")
     (check ((venue "lpc-2020-jitsi-1").jitsi.statsFrom == [ "198.51.100.2" "2001:db8:5::1" ] && (venue "lpc-2020-jvb-1").jvb.statsFrom == [ "198.51.100.2" "2001:db8:5::1" ]) "only the portal may read them")
     (check (!(portal ? eventFile)) "no eventFile unless given")
+    (check ((venue "lpc-2020-chat-1").chat == { enable = true; hostName = "chat.lpc.example.org"; serverAliases = [ "lpc-2020-chat-1.lpc.example.org" ]; }) "the chat host serves chat.<domain>, and its own name")
+    (check ((venue "lpc-2020-chat-1").domain == "lpc.example.org") "the chat's server name is the event's domain")
+    (check (portal.oidc == { redirectUri = "https://chat.lpc.example.org/_synapse/client/oidc/callback"; }) "the portal's OIDC client calls back to the chat host")
+    (check (portal.matrixHost == "chat.lpc.example.org") "the portal delegates the Matrix server name to the chat host")
+    (check (!(noChatPortal ? oidc) && !(noChatPortal ? matrixHost)) "no chat host: no OIDC client, no delegation")
+    (check (!(builtins.tryEval (builtins.deepSeq twoChatsVenue.chat true)).success) "a second chat server is refused")
+    (check (!((venue "lpc-2020-bbb-1") ? chat) && !((venue "lpc-2020-chat-1") ? portal)) "the chat role only on the chat host")
     (check ((builtins.tryEval (fleetLib.mkFleet { fleet = { servers = [ ]; }; })).success == false) "fleet without domain is refused")
   ];
 in

@@ -18,7 +18,8 @@
 # entries carry "configuration": the absolute path of its own NixOS module
 # (profile, network), to which its roles are added; otherwise its owner
 # deploys it with nixos-rebuild. All hosts count for the wiring: where TURN,
-# the Jitsi main host and the BBB servers are.
+# the Jitsi main host and the BBB servers are, and the chat: a `chat` host
+# serves `chat.<domain>` and the portal is its OpenID Connect provider.
 #
 # fleet.json also carries `acme_email` (event.toml's `[tls] email`: every
 # host gets it, as nixpkgs' security.acme requires one for per-host
@@ -84,6 +85,10 @@ in
       # Who may read the Jitsi hosts' room sizes and bridge load: the portal.
       addresses = s: filter (a: a != null) [ s.ipv4 (ipv6 s) ];
       portalAddresses = builtins.concatMap addresses (withRole "portal");
+      # The event's one homeserver, at `chat.<domain>` (its server name is
+      # the domain, delegated by the portal); the portal is its login.
+      chatHosts = withRole "chat";
+      chatName = "chat.${fleet.domain}";
 
       roleConfig = s: {
         bbb = {
@@ -160,6 +165,17 @@ in
           };
         };
 
+        chat = {
+          chat =
+            if length chatHosts > 1
+            then throw "fleet.json: chat servers ${builtins.concatStringsSep ", " (map (c: c.name) chatHosts)}: the event has one homeserver, at ${chatName}"
+            else {
+              enable = true;
+              hostName = chatName;
+              serverAliases = [ (publicName s) ];
+            };
+        };
+
         portal = {
           portal = {
             enable = true;
@@ -184,6 +200,10 @@ in
                 (b: { inherit (b) name; statsUrl = "https://${publicName b}/colibri/stats"; })
                 ([ jitsiMain ] ++ bridges);
             };
+          }
+          // optionalAttrs (chatHosts != [ ]) {
+            oidc.redirectUri = "https://${chatName}/_synapse/client/oidc/callback";
+            matrixHost = chatName;
           }
           // optionalAttrs (eventFile != null) { eventFile = eventInStore eventFile; };
         };

@@ -116,6 +116,11 @@ pkgs.testers.runNixOSTest {
         )
 
     with subtest("the agent's upload starts it again"):
+        # Stopped, so that only the path unit's run (not Restart=always) can
+        # bring it back.
+        origin.succeed("systemctl stop venue-capture.service")
+        origin.sleep(7)
+        origin.fail("systemctl is-active venue-capture.service")
         origin.succeed("systemctl start venue-secrets-changed.path")
         origin.succeed(
             "printf capture-secret-for-the-vm-test-2 > /var/lib/venue/secrets/.capture-secret"
@@ -123,5 +128,8 @@ pkgs.testers.runNixOSTest {
             " && mv /var/lib/venue/secrets/.capture-secret /var/lib/venue/secrets/capture-secret"
         )
         origin.wait_until_succeeds("systemctl is-active venue-capture.service", timeout=60)
+        origin.succeed(
+            "journalctl -u venue-secrets-changed.service -o cat | grep -q '^secrets changed: restarted .*venue-capture.service'"
+        )
   '';
 }

@@ -230,7 +230,7 @@ pkgs.testers.runNixOSTest {
           deliver(first)
           for unit in units + ["venue-jitsi-secrets", "venue-tls", "nginx"]:
               server.wait_until_succeeds(f"systemctl is-active {unit}.service", timeout=300)
-          server.succeed("journalctl -b -u venue-secrets-changed.service -o cat | grep -q 'secrets changed: restarting'")
+          server.succeed("journalctl -b -u venue-secrets-changed.service -o cat | grep -q 'secrets changed: restarted .*venue-jitsi-secrets.service'")
           files = server.succeed("stat -c '%a %U %n' /var/lib/venue/secrets/* /var/lib/venue/secrets/.[!.]* 2>/dev/null || true")
           assert ".tmp" not in files, files
           for name in list(first) + ["tls-key.pem", "tls-fullchain.pem"]:
@@ -274,8 +274,9 @@ pkgs.testers.runNixOSTest {
           server.succeed("journalctl -b -u venue-secrets-changed.service -o cat | grep -q 'secrets unchanged'")
           assert {unit: invocation(unit) for unit in units} == before
 
-      with subtest("a new JWT secret takes effect"):
+      with subtest("a new JWT secret takes effect, and restarts only what reads it"):
           prosody = invocation("prosody")
+          coturn = invocation("coturn")
           deliver({**first, "jwt-secret": "9e107d9d372bb6826bd81d3542a419d6"})
           server.wait_until_succeeds(f"[ \"$(systemctl show -p InvocationID --value prosody.service)\" != {prosody} ]")
           server.wait_until_succeeds("systemctl is-active prosody.service")
@@ -284,5 +285,6 @@ pkgs.testers.runNixOSTest {
           assert "<success" in reply, reply
           reply = web_login(first["jwt-secret"])
           assert "<success" not in reply, reply
+          assert invocation("coturn") == coturn, "coturn does not read the JWT secret"
     '';
 }

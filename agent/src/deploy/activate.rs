@@ -64,9 +64,12 @@ pub fn activate(
             out.status,
             last_line(&out.stderr)
         )),
-        Ok(_) => check_health(address, health)
-            .err()
-            .map(|e| format!("{e:#}")),
+        Ok(_) => {
+            settle_secrets(ssh);
+            check_health(address, health)
+                .err()
+                .map(|e| format!("{e:#}"))
+        }
     };
     let Some(reason) = failure else {
         return Ok(Activation::Switched);
@@ -85,6 +88,21 @@ pub fn activate(
     match rolled_back {
         Ok(_) => Ok(Activation::RolledBack { reason }),
         Err(e) => bail!("{reason}; then the rollback failed too: {e:#}"),
+    }
+}
+
+/// The secrets were uploaded just before the switch, and the host's path
+/// unit restarts what reads them; a restart that raced the switch would run
+/// the old configuration. Once the switch is done, run that unit once more
+/// (it restarts only units whose files differ from what they started with)
+/// and wait for it. Hosts without venue's modules have no such unit; a unit
+/// that still fails is for the health check to report.
+fn settle_secrets(ssh: &Ssh) {
+    const UNIT: &str = "venue-secrets-changed.service";
+    let script =
+        format!("if systemctl cat {UNIT} >/dev/null 2>&1; then systemctl start {UNIT} || true; fi");
+    if let Err(e) = ssh.run(&script) {
+        tracing::warn!(host = %ssh.host, "running {UNIT} after the switch: {e:#}");
     }
 }
 

@@ -1,0 +1,375 @@
+# The event's chat: a Matrix homeserver (nixpkgs' Synapse on PostgreSQL) at
+# `chat.<domain>` with Element web at its root. Ticket holders log in with
+# their ticket through the portal (the one OpenID Connect provider): no
+# registration, no passwords, no guests. Federation is off unless asked for.
+#
+# Secrets (the agent's files in secretsDir, root-only): a root oneshot copies
+# the OIDC client secret and renders the others into a YAML file that Synapse
+# reads through extraConfigFiles, both in /run/venue-chat (group
+# matrix-synapse, 0440): never in the store. It refuses to start while one of
+# them is missing or empty, Synapse requires it, and both are restarted when
+# the agent's files arrive (services.venue.secrets.consumers).
+#
+# Read against nixpkgs (the newest stored copies):
+# - nixos/modules/services/matrix/synapse.nix @ 02d79c9c8bcb (and @
+#   232a73e7a58f): `settings` is freeform YAML with null values dropped;
+#   `oidc_providers` present adds the "oidc" extra, psycopg2 the "postgres"
+#   one; database.args default to database/user "matrix-synapse"; a local
+#   database (no args.host) orders and requires the unit after
+#   postgresql.target; the unit runs as matrix-synapse (fixed uid/gid) with
+#   RuntimeDirectory=matrix-synapse, UMask 0077, ProtectSystem=strict,
+#   PrivateUsers, withJemalloc (default on, LD_PRELOAD); preStart runs
+#   `--generate-keys` with the store config alone; ExecStart passes
+#   extraConfigFiles (`listOf path`) after it; the registration script
+#   (`matrix-synapse-register_new_matrix_user`) passes them too. Its
+#   assertions cover listeners only (one serves `client`); no assertion on
+#   the database settings is in the copies read. Default listener: 8008 on
+#   127.0.0.1 with client and federation, replaced here.
+# - nixos/modules/services/databases/postgresql.nix (newest stored copy,
+#   with postgresql-setup.service and postgresql.target; and @ 86cdf5f98105):
+#   ensureUsers creates roles in postgresql-setup (`CREATE USER`), and
+#   ensureDatabases is a plain `CREATE DATABASE` from template1 with the
+#   cluster's locale. Synapse refuses a database whose collation or ctype is
+#   not C, so the database is created here from template0 with C.
+#   Local connections are `peer`: Synapse logs in as its own Unix user.
+# - pkgs/by-name/el/element-web/package.nix @ 17647f46c7d6: `conf` is merged
+#   into the unwrapped config.json with jq's `*` (element-web-unwrapped
+#   @ 95fdc59940dc: config.sample.json with disable_guests).
+# - nixos/tests/matrix/synapse.nix @ 01f31c2ee7d0 (database with C collation).
+# - nginx/default.nix (stored copies): a vhost's `listen`, when not empty,
+#   replaces the default listen list; forceSSL redirects its non-ssl entries.
+# - Synapse 1.163.2 (the portal's test virtualenv): config/key.py and
+#   registration.py (inline secrets or *_path), oidc.py (client_secret_path
+#   is read with only "\n" stripped: the copy here is trimmed as the portal
+#   trims it), handlers/auth.py (sso.client_whitelist is a prefix match),
+#   storage/engines/postgres.py (collation and ctype must be C),
+#   app/homeserver.py (`/health` on every HTTP listener).
+{ config, lib, pkgs, ... }:
+
+let
+  venue = config.services.venue;
+  cfg = venue.chat;
+  synapse = config.services.matrix-synapse;
+  postgres = config.services.postgresql;
+
+  runDir = "/run/venue-chat";
+  dbName = "matrix-synapse";
+  dbUser = "matrix-synapse";
+  group = "matrix-synapse";
+  archiveFile = "/var/lib/venue-chat/synapse.pgdump";
+
+  secretFiles = [ cfg.oidc.clientSecretFile cfg.macaroonSecretFile cfg.formSecretFile cfg.registrationSecretFile ];
+
+  baseUrl = "https://${cfg.hostName}";
+
+  element = pkgs.element-web.override {
+    conf = lib.recursiveUpdate
+      {
+        default_server_config."m.homeserver" = {
+          base_url = baseUrl;
+          server_name = cfg.serverName;
+        };
+        # This homeserver only, through the portal only.
+        disable_custom_urls = true;
+        disable_guests = true;
+        disable_3pid_login = true;
+        sso_redirect_options.immediate = true;
+        setting_defaults = {
+          "UIFeature.registration" = false;
+          "UIFeature.passwordReset" = false;
+        };
+        room_directory.servers = [ cfg.serverName ];
+        default_federate = cfg.federation.enable;
+      }
+      cfg.element.extraConfig;
+  };
+
+  # The agent's files as Synapse reads them: whitespace around a value
+  # trimmed (the portal trims the client secret the same way), read from
+  # stdin or with --rawfile so that no value is on a command line.
+  renderSecrets = ''
+    trim='gsub("^\\s+|\\s+$"; "")'
+    for f in ${lib.escapeShellArgs secretFiles}; do
+      if [ -z "$(jq -jRs "$trim" < "$f")" ]; then
+        echo "$f holds only whitespace: refusing to start" >&2
+        exit 1
+      fi
+    done
+    chgrp ${group} ${runDir}
+    jq -jRs "$trim" < ${lib.escapeShellArg cfg.oidc.clientSecretFile} > ${runDir}/oidc-client-secret.new
+    jq -n \
+      --rawfile macaroon ${lib.escapeShellArg cfg.macaroonSecretFile} \
+      --rawfile form ${lib.escapeShellArg cfg.formSecretFile} \
+      --rawfile registration ${lib.escapeShellArg cfg.registrationSecretFile} \
+      "{macaroon_secret_key: (\$macaroon | $trim), form_secret: (\$form | $trim),
+        registration_shared_secret: (\$registration | $trim)}" > ${runDir}/secrets.yaml.new
+    for f in oidc-client-secret secrets.yaml; do
+      chgrp ${group} ${runDir}/$f.new
+      chmod 0440 ${runDir}/$f.new
+      mv ${runDir}/$f.new ${runDir}/$f
+    done
+  '';
+
+  # Created here rather than by ensureDatabases: Synapse needs C collation.
+  createDatabase = ''
+    if ! psql -tAc "SELECT 1 FROM pg_database WHERE datname = '${dbName}'" | grep -q 1; then
+      psql -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"${dbName}\" OWNER \"${dbUser}\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+    fi
+  '';
+
+  # archive.nix: run as root by `venue archive`; pg_dump as the database's
+  # superuser over the local socket, a consistent snapshot of a live database.
+  dumpDatabase = pkgs.writeShellScript "venue-chat-dump" ''
+    set -euo pipefail
+    install -d -m 0700 ${dirOf archiveFile}
+    ${pkgs.util-linux}/bin/runuser -u postgres -- \
+      ${postgres.package}/bin/pg_dump --port=${toString postgres.settings.port} --format=custom --dbname=${dbName} \
+      > ${archiveFile}.new
+    mv ${archiveFile}.new ${archiveFile}
+  '';
+
+  # Federation: Synapse's federation resource, and nginx on 8448 besides 443.
+  listenWithFederation = lib.concatMap
+    (addr: [
+      { inherit addr; port = 80; ssl = false; }
+      { inherit addr; port = 443; ssl = true; }
+      { inherit addr; port = 8448; ssl = true; }
+    ])
+    config.services.nginx.defaultListenAddresses;
+
+  proxy = {
+    proxyPass = "http://127.0.0.1:${toString cfg.port}";
+    extraConfig = ''
+      client_max_body_size ${synapse.settings.max_upload_size};
+    '';
+  };
+in
+{
+  imports = [ ./common.nix ./archive.nix ];
+
+  options.services.venue.chat = with lib.types; {
+    enable = lib.mkEnableOption "the event's chat (Synapse and Element, login through the portal)";
+
+    hostName = lib.mkOption {
+      type = str;
+      default = "chat.${venue.domain}";
+      defaultText = lib.literalExpression ''"chat.''${config.services.venue.domain}"'';
+      description = "Public name of the homeserver and of Element (public_baseurl is `https://<hostName>/`).";
+    };
+
+    serverAliases = lib.mkOption {
+      type = listOf str;
+      default = [ ];
+      example = [ "lpc-2020-chat-1.lpc.example.org" ];
+      description = "Other names the chat answers to (the host's own name).";
+    };
+
+    serverName = lib.mkOption {
+      type = str;
+      default = venue.domain;
+      defaultText = lib.literalExpression "config.services.venue.domain";
+      description = ''
+        Synapse's server_name, the part after `:` in user IDs. It cannot be
+        changed once the database exists. The portal's host delegates it to
+        {option}`hostName` (`/.well-known/matrix/*`).
+      '';
+    };
+
+    port = lib.mkOption {
+      type = port;
+      default = 8008;
+      description = "Synapse's HTTP listener on 127.0.0.1; nginx proxies to it.";
+    };
+
+    federation.enable = lib.mkEnableOption ''
+      federation with other homeservers: Synapse's federation resource,
+      nginx on 8448 too, and matrix.org as trusted key server. Off: no
+      federation listener, no server allowed (an empty
+      federation_domain_whitelist) and no key servers'';
+
+    oidc = {
+      issuer = lib.mkOption {
+        type = str;
+        default = "https://${venue.domain}";
+        defaultText = lib.literalExpression ''"https://''${config.services.venue.domain}"'';
+        description = "The portal's issuer (its public URL): Synapse reads its discovery document.";
+      };
+
+      clientId = lib.mkOption {
+        type = str;
+        default = "synapse";
+        description = "The client registered in the portal's `[oidc]`.";
+      };
+
+      clientSecretFile = lib.mkOption {
+        type = str;
+        default = "${venue.secretsDir}/oidc-client-secret";
+        defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/oidc-client-secret"'';
+        description = "The client secret shared with the portal (at least 16 characters).";
+      };
+
+      idpName = lib.mkOption {
+        type = str;
+        default = "Event ticket";
+        description = "What Element calls the login.";
+      };
+    };
+
+    macaroonSecretFile = lib.mkOption {
+      type = str;
+      default = "${venue.secretsDir}/synapse-macaroon-secret";
+      defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/synapse-macaroon-secret"'';
+      description = "Synapse's macaroon_secret_key (signs login tokens).";
+    };
+
+    formSecretFile = lib.mkOption {
+      type = str;
+      default = "${venue.secretsDir}/synapse-form-secret";
+      defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/synapse-form-secret"'';
+      description = "Synapse's form_secret (HMACs of its HTML forms).";
+    };
+
+    registrationSecretFile = lib.mkOption {
+      type = str;
+      default = "${venue.secretsDir}/synapse-registration-secret";
+      defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/synapse-registration-secret"'';
+      description = ''
+        Synapse's registration_shared_secret: the admin API's
+        `/_synapse/admin/v1/register` makes accounts (an admin that creates
+        the rooms) with it, although registration is otherwise off.
+      '';
+    };
+
+    element.extraConfig = lib.mkOption {
+      type = attrs;
+      default = { };
+      example = { brand = "LPC 2020 chat"; };
+      description = "Merged (recursively, last) into Element's config.json.";
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    services.matrix-synapse = {
+      enable = true;
+      settings = {
+        server_name = cfg.serverName;
+        public_baseurl = "${baseUrl}/";
+        listeners = [{
+          port = cfg.port;
+          bind_addresses = [ "127.0.0.1" ];
+          type = "http";
+          tls = false;
+          x_forwarded = true;
+          resources = [{
+            names = [ "client" ] ++ lib.optional cfg.federation.enable "federation";
+            compress = false;
+          }];
+        }];
+        database = {
+          name = "psycopg2";
+          args = {
+            database = dbName;
+            user = dbUser;
+          };
+        };
+        enable_registration = false;
+        password_config.enabled = false;
+        allow_guest_access = false;
+        report_stats = false;
+        # null is dropped from the file: every server is then allowed.
+        federation_domain_whitelist = if cfg.federation.enable then null else [ ];
+        # Element, and nothing else, gets the login token without a
+        # "continue to" page.
+        sso.client_whitelist = [ "${baseUrl}/" ];
+        oidc_providers = [{
+          idp_id = "venue";
+          idp_name = cfg.oidc.idpName;
+          inherit (cfg.oidc) issuer;
+          client_id = cfg.oidc.clientId;
+          client_secret_path = "${runDir}/oidc-client-secret";
+          client_auth_method = "client_secret_basic";
+          scopes = [ "openid" "profile" ];
+          pkce_method = "always";
+          user_mapping_provider.config = {
+            localpart_template = "{{ user.preferred_username }}";
+            display_name_template = "{{ user.name }}";
+          };
+        }];
+      } // lib.optionalAttrs (!cfg.federation.enable) {
+        trusted_key_servers = [ ];
+      };
+      extraConfigFiles = [ "${runDir}/secrets.yaml" ];
+    };
+
+    systemd.services.venue-chat-secrets = {
+      description = "Hand the chat's secrets to Synapse";
+      wantedBy = [ "multi-user.target" ];
+      before = [ "matrix-synapse.service" ];
+      path = [ pkgs.jq ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        UMask = "0077";
+        # Lives while this unit is active; made anew at each start.
+        RuntimeDirectory = "venue-chat";
+        RuntimeDirectoryMode = "0750";
+      };
+      script = venue.secrets.requireFiles secretFiles + renderSecrets;
+    };
+
+    services.postgresql = {
+      enable = true;
+      ensureUsers = [{ name = dbUser; }];
+    };
+
+    systemd.services.venue-chat-database = {
+      description = "Create Synapse's database (C collation)";
+      wantedBy = [ "multi-user.target" ];
+      requires = [ "postgresql.target" ];
+      after = [ "postgresql.target" ];
+      before = [ "matrix-synapse.service" ];
+      path = [ postgres.package ];
+      environment.PGPORT = toString postgres.settings.port;
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        User = "postgres";
+        Group = "postgres";
+      };
+      script = createDatabase;
+    };
+
+    systemd.services.matrix-synapse = {
+      requires = [ "venue-chat-secrets.service" "venue-chat-database.service" ];
+      after = [ "venue-chat-secrets.service" "venue-chat-database.service" ];
+    };
+
+    services.venue.secrets.consumers = lib.genAttrs [ "venue-chat-secrets.service" "matrix-synapse.service" ] (_: secretFiles);
+
+    services.nginx.virtualHosts.${cfg.hostName} = venue.internal.vhostTls // {
+      inherit (cfg) serverAliases;
+      root = element;
+      locations = {
+        "/".extraConfig = ''
+          add_header X-Frame-Options SAMEORIGIN;
+          add_header X-Content-Type-Options nosniff;
+          add_header Content-Security-Policy "frame-ancestors 'self'";
+        '';
+        "/_matrix" = proxy;
+        "/_synapse/client" = proxy;
+      };
+    } // lib.optionalAttrs cfg.federation.enable {
+      listen = listenWithFederation;
+    };
+
+    networking.firewall.allowedTCPPorts = [ 80 443 ] ++ lib.optional cfg.federation.enable 8448;
+
+    services.venue.healthz.checks.chat = "http://127.0.0.1:${toString cfg.port}/health";
+
+    # What outlives the event (archive.nix): Synapse's database.
+    services.venue.archive.items."synapse.pgdump" = {
+      path = archiveFile;
+      dump = "${dumpDatabase}";
+    };
+  };
+}
