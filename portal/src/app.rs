@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::auth::User;
+use crate::chat::pages as chat;
 use crate::pages::{
     assets, calendar, join, login, settings, staff, status, timetable, turn, vote, vote_results,
     watch, welcome,
@@ -32,6 +33,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/settings/feed", post(settings::regenerate_feed))
         .route("/rooms/{slug}/join", post(join::join))
         .route("/rooms/{slug}/watch", get(watch::watch))
+        .route("/rooms/{slug}/chat", post(chat::post))
+        .route(
+            "/rooms/{slug}/questions",
+            get(chat::questions).post(chat::ask),
+        )
+        .route("/rooms/{slug}/questions/{id}/vote", post(chat::upvote))
+        .route("/directory", get(chat::directory))
+        .route("/settings/directory", post(chat::set_listed))
         .route("/assets/{version}/hls.light.min.js", get(assets::hls_js))
         .route(assets::WATCH_JS_PATH, get(assets::watch_js))
         .route("/vote", get(vote::show).post(vote::cast))

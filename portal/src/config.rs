@@ -38,6 +38,8 @@ struct ConfigFile {
     pool_secret_files: std::collections::BTreeMap<PathBuf, PathBuf>,
     /// The OpenID Connect provider for the homeserver (crate::oidc).
     oidc: Option<crate::oidc::config::OidcFile>,
+    /// The event's Matrix homeserver, which the portal keeps in step (crate::chat).
+    chat: Option<crate::chat::config::ChatFile>,
 }
 
 /// The stage captures: the capture hosts ask the portal which streamed rooms
@@ -183,6 +185,8 @@ pub struct Config {
     pub pool_api_secret: Option<String>,
     /// The OpenID Connect provider, when `[oidc]` is set.
     pub oidc: Option<crate::oidc::config::Oidc>,
+    /// The homeserver, when `[chat]` is set.
+    pub chat: Option<crate::chat::config::ChatConfig>,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -331,8 +335,13 @@ impl Config {
             .oidc
             .map(|o| crate::oidc::config::Oidc::resolve(o, raw.public_url.as_deref(), state))
             .transpose()?;
+        let chat = raw
+            .chat
+            .map(|c| crate::chat::config::ChatConfig::resolve(c, state))
+            .transpose()?;
         Ok(Config {
             oidc,
+            chat,
             session_key,
             poll_interval: Duration::from_secs_f64(poll),
             public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_owned()),

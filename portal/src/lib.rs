@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bbb;
 pub mod cache;
 pub mod capture;
+pub mod chat;
 pub mod config;
 pub mod feeds;
 pub mod fragments;
@@ -52,7 +53,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     if opts.config.is_none() {
         tracing::warn!("no --config: development mode, no BigBlueButton, Jitsi or TURN configured");
     }
-    let state = state::AppState::new(event, config, store);
+    let state = state::AppState::new(event, config, store).with_chat()?;
     state.spawn_pollers();
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
@@ -62,7 +63,9 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     tracing::info!(%addr, event = %state.event.id, tickets, staff, bbb_servers = state.cluster.len(), jitsi_bridges = state.jitsi.bridges().len(), "venue-portal listening");
     // Tests and scripts read this line to learn the port of `--listen 127.0.0.1:0`.
     println!("venue-portal listening on http://{addr}");
-    let router = app::router(Arc::new(state));
+    let state = Arc::new(state);
+    chat::sync::spawn(state.clone());
+    let router = app::router(state);
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -25,6 +25,8 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     pub fragments: Fragments,
     pub cache: RequestCache,
+    /// The homeserver kept in step, when `[chat]` is set (`with_chat`).
+    pub chat: Option<Arc<crate::chat::Chat>>,
 }
 
 impl AppState {
@@ -41,7 +43,16 @@ impl AppState {
             jitsi,
             throttle: LoginThrottle::default(),
             cache: RequestCache::default(),
+            chat: None,
         }
+    }
+
+    /// Sets up the chat from `[chat]`: its plan of rooms is checked here.
+    pub fn with_chat(mut self) -> anyhow::Result<AppState> {
+        if let Some(c) = &self.config.chat {
+            self.chat = Some(Arc::new(crate::chat::Chat::new(c.clone(), &self.event)?));
+        }
+        Ok(self)
     }
 
     /// Starts the background pollers (BigBlueButton and Jitsi).

@@ -171,6 +171,7 @@ impl Store {
             votes::SCHEMA,
             capture::SCHEMA,
             crate::oidc::store::SCHEMA,
+            crate::chat::store::SCHEMA,
         ] {
             conn.execute_batch(schema)
                 .with_context(|| format!("cannot create the tables in {}", path.display()))?;

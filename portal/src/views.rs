@@ -26,6 +26,8 @@ button.quiet{background:transparent;color:var(--accent);border:1px solid var(--l
 form.inline{display:inline}input,select{font:inherit;padding:.45rem;border:1px solid var(--line);border-radius:.4rem;width:100%;max-width:24rem;background:var(--bg);color:var(--fg)}
 label{display:block;margin:.6rem 0 .2rem}.error{color:var(--bad);font-weight:600}
 table{border-collapse:collapse;width:100%;font-size:.95rem}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line)}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+.watch{display:grid;grid-template-columns:minmax(0,2fr) minmax(14rem,1fr);gap:1rem}@media (max-width:50rem){.watch{grid-template-columns:1fr}}
+ol.chat{list-style:none;padding:0;margin:0;max-height:28rem;overflow-y:auto;font-size:.95rem}ol.chat li{padding:.15rem 0}.votes{font-weight:700;font-variant-numeric:tabular-nums}
 .scroll{overflow-x:auto}.banner{background:var(--soft);border-left:4px solid var(--accent);padding:.5rem .8rem;margin-bottom:1rem}
 "#;
 

@@ -55,6 +55,7 @@ pub async fn settings(
             @if state.event.portal.public_schedule {
                 p.muted { "The whole schedule: " a href="/schedule.ics" { (base) "/schedule.ics" } " (no login needed)." }
             }
+            (crate::chat::pages::settings_section(&state, &user))
             p.muted { "Signed in as " (user.ticket.email) @if user.ticket.is_staff() { " (staff)" } "." }
         },
     )

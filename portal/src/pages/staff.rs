@@ -74,6 +74,10 @@ pub async fn revoke(
         Ok(Some(id)) => {
             state.cache.forget_ticket(id);
             tracing::info!(ticket = id, by = user.ticket.id, "ticket revoked");
+            // The chat deactivates the ticket's Matrix user in its next pass: now.
+            if let Some(chat) = &state.chat {
+                chat.wake();
+            }
             Redirect::to("/staff").into_response()
         }
         Ok(None) => super::not_found("There is no ticket for that email address."),

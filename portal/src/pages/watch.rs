@@ -79,12 +79,17 @@ pub async fn watch(
         .take(8)
         .collect();
     let hls = url.ends_with(".m3u8");
+    let chat = crate::chat::pages::panel(&state, &user, room).await;
+    let on_now = crate::rooms::joinable_sessions(&state, room, now)
+        .next()
+        .filter(|_| state.chat.is_some());
     let f = frame(&state, &user);
     let body = page(
         &f,
         &format!("Watch {}", room.name),
         html! {
             h1 { (room.name) }
+            div.watch { div.player {
             @if hls {
                 video #stream controls autoplay muted playsinline width="100%" src=(url) data-hls=(url) {}
                 p.muted { "No picture? Your browser may not play HLS itself: open "
@@ -95,6 +100,8 @@ pub async fn watch(
             @if on_stage {
                 p { "You are on the stage: " (stage_button(&user, room)) }
             }
+            } (chat) }
+            @if let Some(s) = on_now { (crate::chat::pages::qa_block(&state, &user, s)) }
             h2 { "In this room" }
             @if sessions.is_empty() { p.muted { "Nothing more is scheduled here." } }
             ul {
@@ -103,7 +110,9 @@ pub async fn watch(
                         @if !s.persons.is_empty() { " · " (s.persons.join(", ")) } }
                 }
             }
-            @if let Some(chat) = &ev.chat { p { a href=(chat) { "Chat" } " — questions for the speakers go here." } }
+            @if state.chat.is_none() {
+                @if let Some(chat) = &ev.chat { p { a href=(chat) { "Chat" } " — questions for the speakers go here." } }
+            }
             @if hls {
                 script src=(assets::hls_js_path()) defer {}
                 script src=(assets::WATCH_JS_PATH) defer {}

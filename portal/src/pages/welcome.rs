@@ -16,7 +16,8 @@ use crate::state::AppState;
 use crate::views::{page, post_button, times};
 
 /// Join for a room one meets in; for a streamed room, Watch, and Join (its
-/// stage) only for staff and the session's speakers.
+/// stage) only for staff and the session's speakers; with `[chat]`, the
+/// room's Chat (and Q&A while a session is on) beside them.
 pub fn join_button(state: &AppState, user: &User, room: &Room, now: DateTime<Utc>) -> Markup {
     let join = || {
         post_button(
@@ -26,12 +27,16 @@ pub fn join_button(state: &AppState, user: &User, room: &Room, now: DateTime<Utc
             None,
         )
     };
+    let chat = || {
+        html! { (crate::chat::pages::chat_link(state, room)) (crate::chat::pages::qa_link(state, room, now)) }
+    };
     match access(state, &user.ticket, room, now) {
         None => html! {},
-        Some(_) if !room.streamed() => join(),
+        Some(_) if !room.streamed() => html! { (join()) (chat()) },
         Some(on_stage) => html! {
             a.button href=(format!("/rooms/{}/watch", room.slug)) { "Watch" }
             @if on_stage { " " (join()) }
+            (chat())
         },
     }
 }
@@ -119,6 +124,7 @@ pub async fn welcome(State(state): State<Arc<AppState>>, user: User) -> Markup {
             h2 { "Links" }
             ul {
                 @if let Some(chat) = &ev.chat { li { a href=(chat) { "Chat" } } }
+                @if state.chat.is_some() { li { a href="/directory" { "Directory of attendees" } } }
                 @if let Some(coc) = &ev.code_of_conduct { li { a href=(coc) { "Code of conduct" } " — it applies in every room and in the chat." } }
                 @if let Some(c) = &ev.contact { li { a href=(c) { "Contact the organisers" } } }
                 li { a href="/schedule.ics" { "Whole schedule (.ics)" } " · " a href="/my.ics" { "My selection (.ics)" } " · " a href="/settings#calendar" { "Subscribe in your calendar" } }

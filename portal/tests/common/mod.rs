@@ -6,6 +6,7 @@ pub mod fake_bbb;
 pub mod fake_jitsi;
 pub mod oidc;
 pub mod origin;
+pub mod synapse;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

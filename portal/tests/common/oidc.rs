@@ -31,26 +31,38 @@ pub struct Provider {
     pub state: PathBuf,
     pub config: PathBuf,
     pub port: u16,
+    pub event: PathBuf,
 }
 
 impl Provider {
     /// Starts the portal with tickets (`super::TICKETS`) and `[oidc]` for a
     /// client whose callback is `redirect_uri`.
     pub fn start(dir: &TempDir, redirect_uri: &str) -> Provider {
+        Provider::start_with(dir, redirect_uri, &super::lpc_event(), "", free_port())
+    }
+
+    /// Like `start`, for `event`, with `extra` (tables) appended to the
+    /// configuration file, on `port`.
+    pub fn start_with(
+        dir: &TempDir,
+        redirect_uri: &str,
+        event: &Path,
+        extra: &str,
+        port: u16,
+    ) -> Provider {
         let state = dir.path().join("state");
         super::import_tickets(&state, super::TICKETS);
         let secret = dir.write("oidc-client-secret", &format!("{CLIENT_SECRET}\n"));
-        let port = free_port();
         let issuer = format!("http://127.0.0.1:{port}");
         let config = dir.write(
             "portal.toml",
             &format!(
                 "[oidc]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT_ID}\"\n\
-                 client_secret_file = \"{}\"\nredirect_uri = \"{redirect_uri}\"\n",
+                 client_secret_file = \"{}\"\nredirect_uri = \"{redirect_uri}\"\n{extra}",
                 secret.display()
             ),
         );
-        let portal = Provider::spawn(&state, &config, port);
+        let portal = Provider::spawn(event, &state, &config, port);
         Provider {
             portal: Some(portal),
             issuer,
@@ -58,22 +70,23 @@ impl Provider {
             state,
             config,
             port,
+            event: event.to_owned(),
         }
     }
 
-    fn spawn(state: &Path, config: &Path, port: u16) -> Portal {
-        Portal::start_at(
-            &super::lpc_event(),
-            state,
-            Some(config),
-            &format!("127.0.0.1:{port}"),
-        )
+    fn spawn(event: &Path, state: &Path, config: &Path, port: u16) -> Portal {
+        Portal::start_at(event, state, Some(config), &format!("127.0.0.1:{port}"))
     }
 
     /// Stops the portal and starts it again on the same port and state.
     pub fn restart(&mut self) {
         drop(self.portal.take());
-        self.portal = Some(Provider::spawn(&self.state, &self.config, self.port));
+        self.portal = Some(Provider::spawn(
+            &self.event,
+            &self.state,
+            &self.config,
+            self.port,
+        ));
     }
 
     pub fn url(&self) -> &str {
