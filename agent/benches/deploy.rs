@@ -106,6 +106,7 @@ fn main() {
                 substitute: true,
                 compress,
                 work_dir: state.dir.clone(),
+                journal: None,
             };
             let start = Instant::now();
             let reports = deploy(&hosts, &systems, &secrets, &opts);

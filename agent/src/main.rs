@@ -28,6 +28,10 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// State directory whose measured.json (the autopilot's measured
+        /// peaks) sizes the rooms (default: .venue/<event id>/ beside the event file).
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
     /// Rent the planned servers on Hetzner Cloud (HCLOUD_TOKEN), write fleet.json.
     Up {
@@ -40,6 +44,25 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep the venue at what the schedule needs now: rent each server before
+    /// its window, release it (archive, verify, delete) after, until the
+    /// event is over.
+    Autopilot {
+        /// The event file (event.toml).
+        event: PathBuf,
+        /// Print the timeline it would follow (rents, releases, cost) and exit.
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds of venue time between ticks.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+        /// State directory (default: .venue/<event id>/ beside the event file).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print JSON (the dry run's timeline; one object per action).
         #[arg(long)]
         json: bool,
     },
@@ -107,7 +130,8 @@ enum Command {
         /// Probe again every SECONDS, printing only changes, until interrupted.
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
         watch: Option<u64>,
-        /// Resolve names through this DNS server (ADDR or ADDR:PORT) instead of the system's.
+        /// Resolve names through this DNS server (ADDR or ADDR:PORT) instead of the system's
+        /// [default: $VENUE_RESOLVER when set].
         #[arg(long, value_name = "ADDR")]
         resolver: Option<String>,
         /// State directory (default: .venue/<event id>/ beside the event file).
@@ -235,15 +259,23 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Plan { event, json } => {
-            let event = Event::load(&event)?;
+        Command::Plan {
+            event: file,
+            json,
+            state,
+        } => {
+            let event = Event::load(&file)?;
+            let measured = plan::measured::load(
+                &venue_agent::model::state::StateDir::locate(&file, &event.id, state.as_deref()),
+                &event,
+            )?;
             // Live prices with HCLOUD_TOKEN, else the bundled table.
             let (prices, warning) =
                 commands::block_on(venue_agent::cloud::pricing::live_or_bundled());
             if let Some(w) = warning {
                 eprintln!("warning: {w}");
             }
-            let plan = plan::plan(&event, &prices)?;
+            let plan = plan::plan_measured(&event, &prices, measured.as_ref())?;
             if json {
                 println!(
                     "{}",
@@ -264,6 +296,19 @@ fn run(cli: Cli) -> Result<()> {
             state,
             json,
             no_deploy,
+        }),
+        Command::Autopilot {
+            event,
+            dry_run,
+            interval,
+            state,
+            json,
+        } => commands::autopilot::run(commands::autopilot::AutopilotOptions {
+            event,
+            state,
+            dry_run,
+            json,
+            interval,
         }),
         Command::Deploy {
             event: file,

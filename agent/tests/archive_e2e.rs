@@ -123,6 +123,16 @@ struct Rehearsal {
 
 impl Rehearsal {
     fn up(name: &str) -> Rehearsal {
+        Rehearsal::start(name, &[])
+    }
+
+    /// `venue up --no-deploy`: the servers are rented (still "Ubuntu"),
+    /// venue has put nothing of its own on them.
+    fn rent(name: &str) -> Rehearsal {
+        Rehearsal::start(name, &["--no-deploy"])
+    }
+
+    fn start(name: &str, up_args: &[&str]) -> Rehearsal {
         let dir = common::scratch(name);
         let hosts = Arc::new(
             NetnsHosts::new(&dir.join("hosts"))
@@ -145,7 +155,9 @@ impl Rehearsal {
             event,
             state,
         };
-        common::ok(&r.venue(&["up", r.e(), "--state", r.s()], &[]));
+        let mut args = vec!["up", r.e(), "--state", r.s()];
+        args.extend_from_slice(up_args);
+        common::ok(&r.venue(&args, &[]));
         assert_eq!(r.hosts.names().len(), 4, "bbb, jitsi, coturn, portal");
         r
     }
@@ -531,4 +543,78 @@ fn a_crash_after_any_step_loses_nothing_and_copies_nothing_twice() {
     let total: u64 = RECORDINGS.iter().map(|(_, s)| s).sum::<u64>() + db;
     assert_eq!(received, total, "{copies:?}");
     assert_eq!(copies.len(), RECORDINGS.len() + 1, "{copies:?}");
+}
+
+/// A recording whose content is archived but whose time changed on the host
+/// (the event run again, the host rebuilt from a snapshot) is recorded with
+/// its new time, not copied again, and the archive completes.
+#[test]
+fn a_recording_with_a_new_time_is_recorded_again_not_copied() {
+    let r = Rehearsal::up("archive-mtime");
+    common::ok(&r.venue(&["archive", r.e(), "--state", r.s()], &[]));
+    let (path, size) = RECORDINGS[1];
+    let rel = format!(
+        "recordings-published/{}",
+        path.strip_prefix("published/").unwrap()
+    );
+    let on_host = r
+        .host_dir(BBB)
+        .join("var-lib-venue/bbb/bigbluebutton")
+        .join(path);
+    let touched = Command::new("touch")
+        .args(["-m", "-d", "2026-12-02 10:00:00 UTC"])
+        .arg(&on_host)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let copies_before = r.copies().len();
+    let before = r.bytes_sent(BBB);
+    let again: Value = serde_json::from_str(&common::ok(
+        &r.venue(&["archive", r.e(), "--state", r.s(), "--json"], &[]),
+    ))
+    .unwrap();
+    let bbb = again
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == BBB)
+        .unwrap();
+    assert_eq!(bbb["outcome"], "archived", "{again}");
+    assert_eq!(bbb["copied_files"], 0, "{again}");
+    assert_eq!(r.copies().len(), copies_before, "nothing copied again");
+    let resent = r.bytes_sent(BBB) - before;
+    assert!(resent < size, "the bbb host sent {resent} bytes again");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(r.archive().join("manifest.json")).unwrap())
+            .unwrap();
+    let entry = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["host"] == BBB && e["path"] == rel.as_str())
+        .unwrap();
+    assert_eq!(entry["mtime"], 1_796_205_600i64, "{entry}");
+    assert_recordings_archived(&r.archive());
+
+    // And `down` deletes the server: nothing is left to archive.
+    common::ok(&r.venue(&["down", r.e(), "--yes", "--state", r.s()], &[]));
+    assert_eq!(common::held_count(&r.fake, "testbed"), 0);
+}
+
+/// After `up --no-deploy` venue has put nothing on the servers: `down`
+/// deletes them all, also one that does not answer.
+#[test]
+fn down_after_up_without_deploy_releases_even_a_silent_server() {
+    let r = Rehearsal::rent("archive-nodeploy");
+    assert_eq!(r.servers().len(), 4);
+    set_link(&r, "testbed-coturn-1", false);
+    let down = r.venue(
+        &["down", r.e(), "--yes", "--state", r.s()],
+        &[("VENUE_ARCHIVE_CONNECT_SECONDS", "3")],
+    );
+    let out = text(&down);
+    assert!(down.status.success(), "{out}");
+    assert!(out.contains("venue never put a system on it"), "{out}");
+    assert_eq!(r.servers(), Vec::<String>::new(), "{out}");
+    assert_eq!(common::held_count(&r.fake, "testbed"), 0);
 }

@@ -172,20 +172,12 @@ fn check_passes_on_the_rehearsal_and_finds_each_breakage() {
 
     // --- Everything answers: first as a table for humans.
     let started = Instant::now();
-    let out = venue_cmd(
-        &r.url,
-        &r.env,
-        &[
-            "check",
-            &r.event,
-            "--state",
-            &r.state,
-            "--resolver",
-            &r.resolver,
-        ],
-    )
-    .output()
-    .unwrap();
+    // The table, with the fake's DNS server from VENUE_RESOLVER (what the
+    // rehearsal's env file sets) instead of --resolver.
+    let out = venue_cmd(&r.url, &r.env, &["check", &r.event, "--state", &r.state])
+        .env("VENUE_RESOLVER", &r.resolver)
+        .output()
+        .unwrap();
     let wall = started.elapsed();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -198,6 +190,15 @@ fn check_passes_on_the_rehearsal_and_finds_each_breakage() {
     eprintln!(
         "{table}venue check: one round in {:.2} s",
         wall.as_secs_f64()
+    );
+    let bad = venue_cmd(&r.url, &r.env, &["check", &r.event, "--state", &r.state])
+        .env("VENUE_RESOLVER", "ns.example.org")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && said.contains("VENUE_RESOLVER=ns.example.org"),
+        "{said}"
     );
     let (code, report, stderr) = r.check(&[]);
     assert_eq!(code, Some(0), "{stderr}\n{:#?}", failed(&report));

@@ -109,6 +109,7 @@ impl Bed {
             substitute: false,
             compress: true,
             work_dir: self.state.dir.clone(),
+            journal: Some(self.state.dir.clone()),
         }
     }
 
@@ -242,7 +243,7 @@ fn secrets_are_files_of_mode_0400_and_in_no_store_path_or_journal() {
     let systems = bed.systems("{ }");
     let reports = deploy(&bed.host_list(), &systems, &secrets, &bed.options());
     assert_eq!(reports[0].outcome, Outcome::Healthy, "{:?}", reports[0]);
-    assert_eq!(reports[0].secrets, 5);
+    assert_eq!(reports[0].secrets, 7);
 
     let ssh = bed.ssh(0);
     let listing = ssh
@@ -258,6 +259,8 @@ fn secrets_are_files_of_mode_0400_and_in_no_store_path_or_journal() {
         "turn-secret",
         "portal-session",
         "capture-secret",
+        "oidc-client-secret",
+        "synapse-registration-secret",
     ] {
         assert!(
             listing.contains(&format!("400 /var/lib/venue/secrets/{name}")),

@@ -591,8 +591,36 @@ fn testbed_up_from_a_snapshot_skips_the_install() {
     assert!(hosts.names().is_empty());
 
     // 3. From the snapshot: every host boots the installed base, keyed from
-    // its own user_data (the pin holds), and is only deployed.
+    // its own user_data (the pin holds), and is only deployed. Rented
+    // first without the deploy: a snapshot carries no secrets, so nothing
+    // of the venue runs and the health check fails...
+    ok(&venue(&url, &["up", e, "--no-deploy", "--state", s]));
+    let rented = hosts.names();
+    assert_eq!(rented.len(), 4);
+    let address = |name: &str| hosts.with_host(name, |h| h.address.to_string()).unwrap();
+    for name in &rented {
+        let secrets = hosts
+            .with_host(name, |h| h.disk().join("var/lib/venue/secrets"))
+            .unwrap();
+        assert!(
+            std::fs::read_dir(&secrets).map_or(true, |d| d.count() == 0),
+            "{name}: the image carries secrets"
+        );
+        assert_eq!(
+            common::http_status(&address(name), "/healthz"),
+            None,
+            "{name} answers before its deploy"
+        );
+    }
+    // ...until the deploy.
     let (from_image, image_secs) = up("from the snapshot");
+    for name in &rented {
+        assert_eq!(
+            common::http_status(&address(name), "/healthz"),
+            Some(200),
+            "{name}"
+        );
+    }
     let mut from: Vec<String> =
         serde_json::from_value(from_image["provision"]["from_snapshot"].clone()).unwrap();
     from.sort();

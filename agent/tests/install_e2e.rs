@@ -22,6 +22,8 @@ const NIX_CONFIG: &str = "experimental-features = nix-command flakes\nsandbox = 
 
 struct Bed {
     dir: PathBuf,
+    // The event's DNS zone and ACME (Pebble), when the test keeps `[dns]`.
+    names: Option<common::Names>,
     hosts: Arc<NetnsHosts>,
     url: String,
     fake: FakeHandle,
@@ -31,6 +33,15 @@ struct Bed {
 
 impl Bed {
     fn new(tag: &str) -> Bed {
+        Bed::make(tag, false)
+    }
+
+    /// With the event's names and its one certificate (Pebble).
+    fn with_names(tag: &str) -> Bed {
+        Bed::make(tag, true)
+    }
+
+    fn make(tag: &str, names: bool) -> Bed {
         let dir = common::scratch(tag);
         let hosts = Arc::new(
             NetnsHosts::new(&dir.join("hosts"))
@@ -42,15 +53,18 @@ impl Bed {
             ..FakeConfig::default()
         });
         let event = common::example_event("testbed");
-        // Names and certificates are testbed_e2e's subject.
-        let text = std::fs::read_to_string(&event)
-            .unwrap()
-            .replace("[dns]\nzone = \"example.org\"", "");
-        assert!(text.contains("image = \"ubuntu-24.04\"") && !text.contains("[dns]"));
+        let mut text = std::fs::read_to_string(&event).unwrap();
+        if !names {
+            // Names and certificates are testbed_e2e's subject.
+            text = text.replace("[dns]\nzone = \"example.org\"", "");
+            assert!(!text.contains("[dns]"));
+        }
+        assert!(text.contains("image = \"ubuntu-24.04\""));
         assert!(text.contains("installer = \"installer.nix\""));
         std::fs::write(&event, text).unwrap();
         let state = dir.join("state").display().to_string();
         Bed {
+            names: names.then(|| common::Names::start(&fake, &dir)),
             event: event.display().to_string(),
             state,
             dir,
@@ -70,6 +84,9 @@ impl Bed {
             .env("VENUE_KEXEC_WAIT_MS", "4000")
             .env("NIX_CONFIG", NIX_CONFIG)
             .stdin(Stdio::null());
+        if let Some(names) = &self.names {
+            c.envs(names.env());
+        }
         c
     }
 
@@ -181,6 +198,15 @@ fn by_host(v: &Value, section: &str) -> std::collections::BTreeMap<String, Value
         .collect()
 }
 
+/// The host runs its system after the deploy: switched now, or found
+/// running it (its first boot had its secrets, and started its services).
+fn assert_running(d: &Value) {
+    assert!(
+        d["outcome"] == "healthy" || d["outcome"] == "unchanged",
+        "{d}"
+    );
+}
+
 fn print_seconds(label: &str, v: &Value) {
     eprintln!("{label}: seconds per phase of venue up: {}", v["seconds"]);
     for r in v["install"].as_array().into_iter().flatten() {
@@ -219,7 +245,7 @@ fn ubuntu_servers_are_installed_deployed_and_taken_down() {
         assert_eq!(r["install"], "installed", "{r}");
         assert_eq!(r["recreated"], 0, "{r}");
         let d = &deploy[name];
-        assert_eq!(d["outcome"], "healthy", "{d}");
+        assert_running(d);
         // /run/current-system after the reboot was the system deploy activated.
         assert_eq!(r["system"], d["system"], "{name}");
         let phases: Vec<&str> = r["phases"]
@@ -354,7 +380,7 @@ fn a_crash_at_each_install_step_then_a_rerun_converges() {
             r["install"] == "installed" || r["install"] == "already",
             "{r}"
         );
-        assert_eq!(deploy[&name]["outcome"], "healthy", "{}", deploy[&name]);
+        assert_running(&deploy[&name]);
         assert_eq!(bed.mode(&name), "nixos");
     }
     assert_eq!(bed.server_ids(), ids, "no duplicate server");
@@ -390,7 +416,7 @@ fn silent_kexec_is_retried_then_recreated_and_a_new_key_is_refused() {
         install[always]
     );
     assert_eq!(install[always]["recreated"], 1);
-    assert_eq!(deploy[always]["outcome"], "healthy", "{}", deploy[always]);
+    assert_running(&deploy[always]);
     let now = bed.server_ids();
     assert_eq!(now.len(), 4, "no duplicate: {now:?}");
     let old_id = ids.iter().find(|(n, _)| n == always).unwrap().1;
@@ -404,7 +430,7 @@ fn silent_kexec_is_retried_then_recreated_and_a_new_key_is_refused() {
     // Silent once: the second kexec took.
     assert_eq!(install[once]["install"], "installed", "{}", install[once]);
     assert_eq!(install[once]["recreated"], 0);
-    assert_eq!(deploy[once]["outcome"], "healthy");
+    assert_running(&deploy[once]);
 
     // Another key after kexec: refused; nothing was copied or written.
     assert_eq!(
@@ -430,6 +456,129 @@ fn silent_kexec_is_retried_then_recreated_and_a_new_key_is_refused() {
     );
 
     assert_eq!(install[clean]["install"], "installed");
-    assert_eq!(deploy[clean]["outcome"], "healthy");
+    assert_running(&deploy[clean]);
+    bed.down();
+}
+
+/// The files of a host's secrets directory on its disk, by name, after
+/// checking the modes the agent promises: the directory 0700, each file
+/// 0400, owned by root, not empty.
+fn secrets_on_disk(disk: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = disk.join("var/lib/venue/secrets");
+    let meta = std::fs::metadata(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    assert_eq!(meta.mode() & 0o777, 0o700, "{}", dir.display());
+    let mut files = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            !name.starts_with('.'),
+            "a temp file was left: {}",
+            p.display()
+        );
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o400, "{}", p.display());
+        assert_eq!(m.uid(), 0, "{}", p.display());
+        let content = std::fs::read(&p).unwrap();
+        assert!(!content.is_empty(), "{} is empty", p.display());
+        files.insert(name, content);
+    }
+    files
+}
+
+#[test]
+fn the_first_boot_has_its_secrets_and_a_service_without_one_refuses_to_start() {
+    let bed = Bed::with_names("install-secrets");
+    let names = bed.rent();
+    // `venue up`, stopped right after its install phase: nothing deployed.
+    let out = bed
+        .command(&["up", &bed.event, "--json"])
+        .env("VENUE_TEST_CRASH_AFTER", "1:Installed in")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && log.contains("crashing after"),
+        "{log}"
+    );
+    let journal = std::fs::read_to_string(Path::new(&bed.state).join("journal.jsonl")).unwrap();
+    assert!(
+        !journal.contains("\"command\":\"deploy\""),
+        "deployed already:\n{journal}"
+    );
+
+    let host = |name: &str| {
+        bed.hosts
+            .with_host(name, |h| {
+                (
+                    h.disk(),
+                    h.address.to_string(),
+                    h.netns.clone(),
+                    h.dir.clone(),
+                )
+            })
+            .unwrap()
+    };
+    let mut installed = std::collections::BTreeMap::new();
+    for name in &names {
+        assert_eq!(bed.mode(name), "nixos", "{name}");
+        let (disk, address, _, dir) = host(name);
+        let files = secrets_on_disk(&disk);
+        // The certificate too (the event has `[dns]`): the toy's nginx and
+        // coturn refuse to start without it.
+        for f in ["tls-fullchain.pem", "tls-key.pem"] {
+            assert!(
+                files.contains_key(f),
+                "{name} lacks {f}: {:?}",
+                files.keys()
+            );
+        }
+        // The first boot found them and started the services.
+        assert!(
+            common::eventually(60, || common::http_status(&address, "/healthz")
+                == Some(200)),
+            "{name} is not healthy after its first boot: {}",
+            std::fs::read_to_string(dir.join("services.log")).unwrap_or_default()
+        );
+        installed.insert(name.clone(), files);
+    }
+
+    // Without its secret the TURN server refuses to start at boot, and the
+    // host does not answer its health check.
+    let coturn = names.iter().find(|n| n.contains("coturn")).unwrap();
+    let (disk, address, netns, dir) = host(coturn);
+    std::fs::write(disk.join("var/lib/venue/secrets/turn-secret"), "").unwrap();
+    common::reboot_test_host(&netns);
+    let refused = common::eventually(60, || {
+        std::fs::read_to_string(dir.join("services.log"))
+            .unwrap_or_default()
+            .contains("turn-secret is missing or empty (the agent writes it at venue deploy): refusing to start")
+    });
+    assert!(
+        refused,
+        "{}",
+        std::fs::read_to_string(dir.join("services.log")).unwrap_or_default()
+    );
+    assert_eq!(common::http_status(&address, "/healthz"), None);
+
+    // The deploy brings it back: every host gets exactly the files its
+    // install wrote.
+    let (v, success, stderr) = bed.up();
+    assert!(success, "{v}\n{stderr}");
+    let deploy = by_host(&v, "deploy");
+    assert_eq!(deploy[coturn]["outcome"], "healthy", "{}", deploy[coturn]);
+    assert_eq!(common::http_status(&address, "/healthz"), Some(200));
+    for name in &names {
+        assert_running(&deploy[name]);
+        let sent = secrets_on_disk(&host(name).0);
+        assert_eq!(
+            sent.keys().collect::<Vec<_>>(),
+            installed[name].keys().collect::<Vec<_>>(),
+            "{name}"
+        );
+        assert!(sent == installed[name], "{name}: other contents");
+        assert_eq!(deploy[name]["secrets"], sent.len(), "{name}");
+    }
     bed.down();
 }

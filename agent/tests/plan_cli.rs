@@ -178,3 +178,71 @@ fn a_large_event_gets_stages_and_stream_edges() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `[chat] enable = true`: a chat line, priced at hours × its hourly price,
+/// and the same hours as the portal; without it, none.
+#[test]
+fn the_chat_has_its_line_and_cost_when_the_event_runs_a_homeserver() {
+    let dir = std::env::temp_dir().join(format!("venue-plan-chat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |chat: &str| {
+        let file = dir.join("event.toml");
+        std::fs::write(
+            &file,
+            format!("id = \"c\"\nname = \"C\"\ntimezone = \"UTC\"\ndomain = \"c.example.org\"\nattendees = 200\n{chat}\n[[day]]\ndate = \"2024-01-01\"\nopen = \"09:00\"\nclose = \"17:00\"\n[[room]]\nname = \"A\"\nkind = \"session\"\npeak = 30\n"),
+        )
+        .unwrap();
+        file
+    };
+
+    let file = write("[chat]\nenable = true");
+    let out = venue(&["plan", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("chat "))
+        .unwrap_or_else(|| panic!("no chat line:\n{text}"));
+    assert!(line.contains(" cx33 ") && line.contains(" 1 "), "{line}");
+
+    let out = venue(&["plan", file.to_str().unwrap(), "--json"]);
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let servers = plan["servers"].as_array().unwrap();
+    let of = |role: &str| servers.iter().find(|s| s["role"] == role).cloned();
+    let chat = of("chat").expect("a chat server");
+    let portal = of("portal").unwrap();
+    assert_eq!(chat["count"], 1);
+    assert_eq!(chat["hours"], portal["hours"]);
+    assert_eq!(chat["windows"], portal["windows"]);
+    let hours = chat["hours"].as_f64().unwrap();
+    assert!(hours > 24.0, "open a day early, like the portal: {hours}");
+    let expected = hours * chat["price_hourly_eur"].as_f64().unwrap();
+    assert!(
+        (chat["cost_eur"].as_f64().unwrap() - expected).abs() < 1e-6,
+        "{chat}"
+    );
+
+    for chat in ["", "chat = \"https://chat.example.org/\""] {
+        let file = write(chat);
+        let out = venue(&["plan", file.to_str().unwrap()]);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.lines().any(|l| l.starts_with("chat ")),
+            "{chat:?}:\n{text}"
+        );
+        let out = venue(&["plan", file.to_str().unwrap(), "--json"]);
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(!plan["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["role"] == "chat"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

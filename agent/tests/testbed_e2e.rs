@@ -174,7 +174,13 @@ fn up_deploys_healthy_hosts_status_lists_them_down_removes_them() {
         assert!(body.starts_with(server["name"].as_str().unwrap()), "{body}");
         assert!(table.contains(address), "{table}");
     }
-    assert_eq!(table.matches(" healthy ").count(), 4, "{table}");
+    // Installed with their secrets, the hosts may run healthy from their
+    // first boot: deploy then finds them unchanged.
+    assert_eq!(
+        table.matches(" healthy ").count() + table.matches(" unchanged ").count(),
+        4,
+        "{table}"
+    );
 
     // HTTPS at every name, resolved through the zone's DNS, with a chain
     // that verifies against Pebble's root (and only that root).

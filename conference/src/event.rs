@@ -35,10 +35,12 @@ pub enum Role {
     Stream,
     /// A caching HLS edge in front of the origin.
     Edge,
+    /// The event's Matrix homeserver (Synapse, Element), at `chat.<domain>`.
+    Chat,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Bbb,
         Role::Jitsi,
         Role::Jvb,
@@ -46,6 +48,7 @@ impl Role {
         Role::Portal,
         Role::Stream,
         Role::Edge,
+        Role::Chat,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Role {
             Role::Portal => "portal",
             Role::Stream => "stream",
             Role::Edge => "edge",
+            Role::Chat => "chat",
         }
     }
 }
@@ -132,7 +136,12 @@ pub struct Event {
     pub timezone: Tz,
     pub domain: String,
     pub attendees: u32,
+    /// The chat link on every portal page: event.toml's `chat = "<url>"`,
+    /// or Element at `https://chat.<domain>/` with `[chat] enable = true`.
     pub chat: Option<String>,
+    /// The event's own Matrix homeserver (`[chat] enable = true`), which
+    /// venue rents as the `chat` role; None: none.
+    pub homeserver: Option<Homeserver>,
     pub code_of_conduct: Option<String>,
     pub contact: Option<String>,
     pub cloud: Cloud,
@@ -146,6 +155,8 @@ pub struct Event {
     pub vote: Vote,
     /// Portal settings that belong to the event (`[portal]`).
     pub portal: PortalSettings,
+    /// How `venue autopilot` sizes the media servers (`[autopilot]`).
+    pub autopilot: Autopilot,
     /// Sessions from the schedule, sorted by start.
     pub sessions: Vec<Session>,
     /// Where event.toml was read from.
@@ -207,12 +218,54 @@ pub struct Vote {
     pub votes_per_ticket: u32,
 }
 
+/// The event's Matrix homeserver, rented for the whole event like the
+/// portal (`[chat]`): Synapse with Element at `chat.<domain>`, its server
+/// name the event's domain, login through the portal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Homeserver {
+    /// Federation with other homeservers (port 8448 open); default off.
+    pub federation: bool,
+}
+
 /// Event settings of the attendee portal (`[portal]`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PortalSettings {
     /// Serve the schedule's calendar feed (`/schedule.ics`) without a login.
     pub public_schedule: bool,
 }
+
+/// How `venue autopilot` keeps the media servers at what the load and the
+/// schedule need (`[autopilot]`). It scales BigBlueButton servers and extra
+/// Jitsi videobridges; every other role is sized by the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Autopilot {
+    pub bbb: Limits,
+    pub jvb: Limits,
+    /// Capacity kept free above the load, in percent of the load.
+    pub headroom_percent: u32,
+    /// How long before a session its servers are rented: they boot, deploy
+    /// and are checked in this time. None: what the autopilot measured for
+    /// this event's earlier rents (or its default).
+    pub lead: Option<Duration>,
+    /// A pause between sessions shorter than this keeps the servers. Hetzner
+    /// bills every started hour, and a server released in a pause must be
+    /// back the lead time before the next session: below the lead plus an
+    /// hour, releasing saves nothing. None: the lead + 60 minutes.
+    pub gap: Option<Duration>,
+}
+
+/// How many rented servers of one role the autopilot keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Limits {
+    /// Never fewer (long-lived hosts come on top).
+    pub min: u32,
+    /// Never more; None: as many as `venue plan` priced.
+    pub max: Option<u32>,
+}
+
+/// Capacity kept above the load unless `[autopilot] headroom_percent` says
+/// otherwise; the cost model's per-server figures already keep a margin.
+pub const AUTOPILOT_HEADROOM_PERCENT: u32 = 20;
 
 /// How hosts get their systems.
 #[derive(Debug, Clone, Serialize)]
@@ -351,7 +404,7 @@ struct RawEvent {
     timezone: Spanned<String>,
     domain: Spanned<String>,
     attendees: Spanned<i64>,
-    chat: Option<String>,
+    chat: Option<RawChat>,
     code_of_conduct: Option<String>,
     contact: Option<String>,
     schedule: Option<Spanned<String>>,
@@ -373,6 +426,8 @@ struct RawEvent {
     vote: Option<RawVote>,
     #[serde(default)]
     portal: Option<RawPortal>,
+    #[serde(default)]
+    autopilot: Option<RawAutopilot>,
 }
 
 #[derive(Deserialize, Default)]
@@ -426,6 +481,58 @@ struct RawVote {
 struct RawPortal {
     #[serde(default)]
     public_schedule: bool,
+}
+
+/// `chat`: a link to a chat elsewhere (`chat = "https://…"`), or the
+/// `[chat]` table for the event's own homeserver.
+enum RawChat {
+    Link(String),
+    Server(RawChatServer),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChatServer {
+    enable: Spanned<bool>,
+    #[serde(default)]
+    federation: Option<Spanned<bool>>,
+}
+
+impl<'de> Deserialize<'de> for RawChat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = RawChat;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a link to the event's chat (a string), or a [chat] table with `enable` (and `federation`)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawChat, E> {
+                Ok(RawChat::Link(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawChat, A::Error> {
+                RawChatServer::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawChat::Server)
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAutopilot {
+    bbb: Option<Spanned<RawLimits>>,
+    jvb: Option<Spanned<RawLimits>>,
+    headroom_percent: Option<Spanned<i64>>,
+    lead_minutes: Option<Spanned<i64>>,
+    gap_minutes: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    min: Option<Spanned<i64>>,
+    max: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -491,7 +598,9 @@ impl RawEvent {
             ));
         }
         let attendees = non_negative(&self.attendees, "attendees", at)?;
+        let (chat, homeserver) = resolve_chat(self.chat, domain, at)?;
         let cloud = resolve_cloud(self.cloud, at)?;
+        let autopilot = resolve_autopilot(self.autopilot.unwrap_or_default(), at)?;
         let deploy = resolve_deploy(self.deploy.unwrap_or_default(), path, at)?;
 
         if self.days.is_empty() {
@@ -590,6 +699,12 @@ impl RawEvent {
                     format!("static host `{name}` has no roles"),
                 ));
             }
+            if h.roles.get_ref().contains(&Role::Chat) && homeserver.is_none() {
+                return Err(at(
+                    h.roles.span().start,
+                    format!("static host `{name}` has the chat role, but the event runs no homeserver: add [chat] enable = true"),
+                ));
+            }
             let cores = non_negative(&h.cores, "cores", at)?;
             if h.address.get_ref().trim().is_empty() {
                 return Err(at(
@@ -627,7 +742,8 @@ impl RawEvent {
             timezone,
             domain: domain.clone(),
             attendees,
-            chat: self.chat,
+            chat,
+            homeserver,
             code_of_conduct: self.code_of_conduct,
             tls: resolve_tls(
                 self.tls.unwrap_or_default(),
@@ -649,6 +765,7 @@ impl RawEvent {
             portal: PortalSettings {
                 public_schedule: self.portal.unwrap_or_default().public_schedule,
             },
+            autopilot,
             sessions: Vec::new(),
             file: path.to_path_buf(),
         };
@@ -712,6 +829,96 @@ fn resolve_vote(raw: RawVote, at: &At) -> Result<Vote, InputError> {
         opens,
         closes,
         votes_per_ticket,
+    })
+}
+
+/// The chat link and the event's own homeserver, from `chat`.
+fn resolve_chat(
+    raw: Option<RawChat>,
+    domain: &str,
+    at: &At,
+) -> Result<(Option<String>, Option<Homeserver>), InputError> {
+    match raw {
+        None => Ok((None, None)),
+        Some(RawChat::Link(url)) => Ok((Some(url), None)),
+        Some(RawChat::Server(s)) => {
+            let federation = s.federation.as_ref().is_some_and(|f| *f.get_ref());
+            if !*s.enable.get_ref() {
+                if let (Some(f), true) = (&s.federation, federation) {
+                    return Err(at(
+                        f.span().start,
+                        "[chat] federation = true needs enable = true: without it venue runs no homeserver".into(),
+                    ));
+                }
+                return Ok((None, None));
+            }
+            // Element is at the root of the homeserver's name.
+            Ok((
+                Some(format!("https://chat.{domain}/")),
+                Some(Homeserver { federation }),
+            ))
+        }
+    }
+}
+
+/// Headroom above this is a typo far more often than a plan: 400% keeps
+/// five servers where one would do.
+const MAX_HEADROOM_PERCENT: u32 = 400;
+
+fn resolve_autopilot(raw: RawAutopilot, at: &At) -> Result<Autopilot, InputError> {
+    let limits = |raw: &Option<Spanned<RawLimits>>, role: &str| -> Result<Limits, InputError> {
+        let Some(raw) = raw else {
+            return Ok(Limits::default());
+        };
+        let r = raw.get_ref();
+        let min = match &r.min {
+            None => 0,
+            Some(v) => non_negative(v, &format!("[autopilot] {role}.min"), at)?,
+        };
+        let max = match &r.max {
+            None => None,
+            Some(v) => {
+                let max = non_negative(v, &format!("[autopilot] {role}.max"), at)?;
+                if max < min {
+                    return Err(at(
+                        v.span().start,
+                        format!("[autopilot] {role}.max is {max}, below its min ({min})"),
+                    ));
+                }
+                Some(max)
+            }
+        };
+        Ok(Limits { min, max })
+    };
+    let headroom_percent = match &raw.headroom_percent {
+        None => AUTOPILOT_HEADROOM_PERCENT,
+        Some(v) => match u32::try_from(*v.get_ref()) {
+            Ok(n) if n <= MAX_HEADROOM_PERCENT => n,
+            _ => {
+                return Err(at(
+                    v.span().start,
+                    format!(
+                    "[autopilot] headroom_percent must be from 0 to {MAX_HEADROOM_PERCENT}, not {}",
+                    v.get_ref()
+                ),
+                ))
+            }
+        },
+    };
+    let minutes = |v: &Option<Spanned<i64>>, what: &str| -> Result<_, InputError> {
+        match v {
+            None => Ok(None),
+            Some(v) => Ok(Some(Duration::minutes(non_negative(v, what, at)?.into()))),
+        }
+    };
+    let lead = minutes(&raw.lead_minutes, "[autopilot] lead_minutes")?;
+    let gap = minutes(&raw.gap_minutes, "[autopilot] gap_minutes")?;
+    Ok(Autopilot {
+        bbb: limits(&raw.bbb, "bbb")?,
+        jvb: limits(&raw.jvb, "jvb")?,
+        headroom_percent,
+        lead,
+        gap,
     })
 }
 

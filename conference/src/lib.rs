@@ -9,5 +9,5 @@ pub mod schedule;
 
 pub use clock::Clock;
 pub use error::InputError;
-pub use event::{Audience, Backend, Event, Role, Room, RoomKind, StaticHost};
+pub use event::{Audience, Backend, Event, Homeserver, Role, Room, RoomKind, StaticHost};
 pub use schedule::Session;

@@ -451,3 +451,196 @@ fn a_stage_larger_than_the_room_or_on_an_interactive_room_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn autopilot_defaults_leave_lead_and_gap_to_the_autopilot() {
+    let a = parse(GOOD).unwrap().autopilot;
+    assert_eq!(a.bbb, conference::event::Limits { min: 0, max: None });
+    assert_eq!(a.jvb, conference::event::Limits { min: 0, max: None });
+    assert_eq!(
+        a.headroom_percent,
+        conference::event::AUTOPILOT_HEADROOM_PERCENT
+    );
+    assert_eq!((a.lead, a.gap), (None, None));
+}
+
+#[test]
+fn autopilot_table_is_read() {
+    let src = GOOD.replace(
+        "attendees = 100",
+        "attendees = 100\n[autopilot]\nheadroom_percent = 35\nlead_minutes = 90\ngap_minutes = 30\nbbb = { min = 1, max = 6 }\n[autopilot.jvb]\nmax = 2",
+    );
+    let a = parse(&src).unwrap().autopilot;
+    assert_eq!(a.headroom_percent, 35);
+    assert_eq!(a.lead.map(|d| d.num_minutes()), Some(90));
+    assert_eq!(a.gap.map(|d| d.num_minutes()), Some(30));
+    assert_eq!(
+        a.bbb,
+        conference::event::Limits {
+            min: 1,
+            max: Some(6)
+        }
+    );
+    assert_eq!(
+        a.jvb,
+        conference::event::Limits {
+            min: 0,
+            max: Some(2)
+        }
+    );
+}
+
+#[test]
+fn autopilot_errors_are_named_where_they_are() {
+    let with = |table: &str| {
+        GOOD.replace(
+            "attendees = 100",
+            &format!("attendees = 100\n[autopilot]\n{table}"),
+        )
+    };
+
+    let src = with("bbb = { min = 4, max = 3 }");
+    let e = error(&src);
+    assert!(
+        e.message
+            .contains("[autopilot] bbb.max is 3, below its min (4)"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), position_of(&src, "3 }"));
+
+    let src = with("jvb = { min = -1 }");
+    let e = error(&src);
+    assert!(
+        e.message
+            .contains("[autopilot] jvb.min must be a whole number"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), position_of(&src, "-1"));
+
+    let src = with("headroom_percent = 900");
+    let e = error(&src);
+    assert!(
+        e.message
+            .contains("headroom_percent must be from 0 to 400, not 900"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), position_of(&src, "900"));
+
+    let src = with("lead_minutes = -5");
+    let e = error(&src);
+    assert!(e.message.contains("[autopilot] lead_minutes"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "-5"));
+
+    // Only the media servers are scaled; a typo gets a guess.
+    let src = with("coturn = { min = 1 }");
+    let e = error(&src);
+    assert!(e.message.contains("unknown field `coturn`"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "coturn"));
+    let src = with("bbb = { mni = 1 }");
+    let e = error(&src);
+    assert!(e.message.contains("did you mean `min`?"), "{e}");
+    assert_eq!((e.line, e.column), position_of(&src, "mni"));
+}
+
+#[test]
+fn chat_is_a_link_or_the_events_own_homeserver() {
+    // No chat: none linked, no homeserver.
+    let e = parse(GOOD).unwrap();
+    assert_eq!((e.chat.as_deref(), e.homeserver), (None, None));
+
+    // A link: a chat elsewhere, linked, and nothing rented for it.
+    let src = GOOD.replace(
+        "attendees = 100",
+        "attendees = 100\nchat = \"https://matrix.to/#/#demo:example.org\"",
+    );
+    let e = parse(&src).unwrap();
+    assert_eq!(
+        e.chat.as_deref(),
+        Some("https://matrix.to/#/#demo:example.org")
+    );
+    assert_eq!(e.homeserver, None);
+
+    let with = |table: &str| {
+        GOOD.replace(
+            "attendees = 100",
+            &format!("attendees = 100\n[chat]\n{table}"),
+        )
+    };
+    // The event's own: Element at chat.<domain> is the link.
+    let e = parse(&with("enable = true")).unwrap();
+    assert_eq!(e.chat.as_deref(), Some("https://chat.demo.example.org/"));
+    assert_eq!(
+        e.homeserver,
+        Some(conference::Homeserver { federation: false })
+    );
+    let e = parse(&with("enable = true\nfederation = true")).unwrap();
+    assert_eq!(
+        e.homeserver,
+        Some(conference::Homeserver { federation: true })
+    );
+    // Switched off: as if the table were not there.
+    let e = parse(&with("enable = false")).unwrap();
+    assert_eq!((e.chat.as_deref(), e.homeserver), (None, None));
+}
+
+#[test]
+fn chat_table_errors_are_named_where_they_are() {
+    let with = |table: &str| {
+        GOOD.replace(
+            "attendees = 100",
+            &format!("attendees = 100\n[chat]\n{table}"),
+        )
+    };
+
+    let src = with("enable = false\nfederation = true");
+    let e = error(&src);
+    assert!(
+        e.message
+            .contains("[chat] federation = true needs enable = true"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), position_of(&src, "true"));
+
+    let src = with("enable = true\nfederate = true");
+    let e = error(&src);
+    assert!(e.message.contains("unknown field `federate`"), "{e}");
+    assert_eq!(e.line, position_of(&src, "federate").0, "{e}");
+
+    let src = with("federation = false");
+    let e = error(&src);
+    assert!(e.message.contains("missing field `enable`"), "{e}");
+
+    let src = with("enable = \"yes\"");
+    let e = error(&src);
+    assert!(e.message.contains("invalid type: string"), "{e}");
+    assert_eq!(e.line, position_of(&src, "\"yes\"").0, "{e}");
+
+    let src = GOOD.replace("attendees = 100", "attendees = 100\nchat = 3");
+    let e = error(&src);
+    assert!(
+        e.message
+            .contains("a link to the event's chat (a string), or a [chat] table"),
+        "{e}"
+    );
+    assert_eq!(e.line, position_of(&src, "chat = 3").0, "{e}");
+}
+
+#[test]
+fn a_static_chat_host_needs_the_events_homeserver() {
+    let host = "\n[[static_host]]\nname = \"coop\"\naddress = \"192.0.2.10\"\nhost_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxyz0123456789\"\nroles = [\"chat\"]\ncores = 4\n";
+    let src = format!("{GOOD}{host}");
+    let e = error(&src);
+    assert!(
+        e.message
+            .contains("static host `coop` has the chat role, but the event runs no homeserver: add [chat] enable = true"),
+        "{e}"
+    );
+    assert_eq!(e.line, position_of(&src, "roles = [\"chat\"]").0, "{e}");
+
+    let src = format!(
+        "{}{host}",
+        GOOD.replace("attendees = 100", "attendees = 100\n[chat]\nenable = true")
+    );
+    let e = parse(&src).unwrap();
+    assert_eq!(e.static_hosts[0].roles, vec![conference::Role::Chat]);
+}

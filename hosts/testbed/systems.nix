@@ -1,8 +1,9 @@
 # Toy NixOS-like systems that real Nix builds offline (no nixpkgs): each has
-# bin/switch-to-configuration, which, once the host's secrets are in place,
-# starts the role's real services (services/default.nix: nginx with /healthz
-# on port 80 and TLS on 443, coturn, prosody, venue-portal, fake-bbb) inside
-# the host's namespaces. Same interface as the flake's systems: a function
+# bin/switch-to-configuration and bin/boot (what the test host's boot runs),
+# which, once the host's secrets are in place, start the role's real
+# services (services/default.nix: nginx with /healthz on port 80 and TLS on
+# 443, coturn, prosody, venue-portal, fake-bbb) inside the host's
+# namespaces; without them the services refuse to start. Same interface as the flake's systems: a function
 # from fleet.json to one system per host.
 #
 #   broken:      host names whose system starts but never answers /healthz
@@ -21,6 +22,15 @@
 # behind nginx. Without VENUE_TESTBED_PORTAL the portal host holds nothing to
 # archive and serves only /healthz. Likewise the bbb host runs fake-bbb (the
 # BigBlueButton API) only with VENUE_TESTBED_BBB naming a built fake-bbb.
+#
+# A fleet with a chat host (chat-event.toml) runs Synapse there from the
+# virtualenv of scripts/install-deps ($VENUE_SYNAPSE_VENV, default
+# /opt/venue-synapse) on Debian's PostgreSQL, with the portal as its OpenID
+# Connect provider (so only with VENUE_TESTBED_PORTAL); Synapse trusts the
+# roots `venue check` trusts (VENUE_ACME_ROOT, VENUE_CHECK_ROOT: Pebble's).
+# Its archive is Synapse's database (pg_dump) and every room's history
+# (modules/chat-export-rooms.sh, found beside this folder in the repository
+# or through VENUE_TESTBED_CHAT_EXPORT).
 { fleet, broken ? [ ], payloadMiB ? 0, payloadPaths ? 100, generation ? "1" }:
 let
   mk = name: script: builtins.derivation {
@@ -84,6 +94,33 @@ let
   portalPackage = mk "toy-venue-portal-${builtins.substring 0 12 (builtins.hashFile "sha256" portalBinary)}"
     ''mkdir -p $out/bin; strip -o $out/bin/venue-portal ${portalBinary}'';
 
+  # The chat: Synapse from the machine's virtualenv (as Debian's programs
+  # come from /usr), only beside the real portal.
+  hasChat = builtins.any (s: s.role == "chat" && !(s.static or false)) fleet.servers;
+  withChat = hasChat && withPortal;
+  envOr = name: default: let v = builtins.getEnv name; in if v == "" then default else v;
+  synapseVenv = envOr "VENUE_SYNAPSE_VENV" "/opt/venue-synapse";
+  rootFiles = builtins.filter (f: f != "") (map builtins.getEnv [ "VENUE_ACME_ROOT" "VENUE_CHECK_ROOT" ]);
+  exportRooms =
+    let
+      given = builtins.getEnv "VENUE_TESTBED_CHAT_EXPORT";
+      inRepo = ../../modules/chat-export-rooms.sh;
+    in
+    if given != "" then builtins.path { path = given; name = "chat-export-rooms.sh"; }
+    else if builtins.pathExists inRepo then inRepo
+    else throw "the chat host's archive runs modules/chat-export-rooms.sh: set VENUE_TESTBED_CHAT_EXPORT to it (this copy of hosts/testbed is outside the repository)";
+  chat =
+    if !withChat then null
+    else if !builtins.pathExists "${synapseVenv}/bin/python" then
+      throw "the chat host runs Synapse from ${synapseVenv}, which has no bin/python: run scripts/install-deps (or set VENUE_SYNAPSE_VENV)"
+    else if rootFiles == [ ] then
+      throw "the chat host's Synapse must trust the portal's certificate: set VENUE_ACME_ROOT or VENUE_CHECK_ROOT to the roots that sign it (the rehearsal's env file does)"
+    else {
+      venv = synapseVenv;
+      roots = builtins.toFile "chat-roots.pem" (builtins.concatStringsSep "\n" (map builtins.readFile rootFiles));
+      inherit exportRooms;
+    };
+
   bbbBinary = builtins.getEnv "VENUE_TESTBED_BBB";
   bbbPackage = if bbbBinary == "" then null else
   mk "toy-fake-bbb-${builtins.substring 0 12 (builtins.hashFile "sha256" bbbBinary)}"
@@ -96,7 +133,7 @@ let
   eventDir = builtins.path {
     path = ./.;
     name = "venue-testbed-event";
-    filter = path: _type: builtins.elem (baseNameOf path) [ "event.toml" "systems.nix" "installer.nix" ];
+    filter = path: _type: builtins.elem (baseNameOf path) [ "event.toml" "chat-event.toml" "systems.nix" "installer.nix" ];
   };
 
   seedTickets = builtins.toFile "tickets.csv" ''
@@ -106,7 +143,8 @@ let
     noc@example.org,noc1-2345-6789,staff,Venue NOC
   '';
 
-  archiveFor = {
+  # The chat's archive runs scripts of the host's services (their paths).
+  archiveFor = services: {
     bbb = {
       recordings-published.path = "${bbbState}/published";
       recordings-raw.path = "${bbbState}/recording/raw";
@@ -117,7 +155,18 @@ let
         dump = "${portalPackage}/bin/venue-portal backup ${portalState}/archive.sqlite --state ${portalState}";
       };
     };
+    chat = if !withChat then { } else {
+      "synapse.pgdump" = {
+        path = "${chatState}/synapse.pgdump";
+        dump = "sh ${services}/bin/chat-dump";
+      };
+      "rooms.json" = {
+        path = "${chatState}/rooms.json";
+        dump = "sh ${services}/bin/chat-export-rooms";
+      };
+    };
   };
+  chatState = "/var/lib/venue/chat";
 
   # Run once, at the first activation: what the event leaves behind.
   dataFor = {
@@ -157,30 +206,34 @@ let
     jitsi = [ "jwt-secret" "turn-secret" "jvb-muc-password" ];
     jvb = [ "jvb-muc-password" ];
     coturn = [ "turn-secret" ];
-    portal = [ "bbb-secret" "jwt-secret" "turn-secret" "portal-session" ];
+    portal = [ "bbb-secret" "jwt-secret" "turn-secret" "portal-session" ]
+      # The chat's OpenID Connect client and the bot's registration.
+      ++ (if hasChat then [ "oidc-client-secret" "synapse-registration-secret" ] else [ ]);
+    chat = [ "oidc-client-secret" "synapse-macaroon-secret" "synapse-form-secret" "synapse-registration-secret" ];
   };
 
   system = server:
     let
       healthy = !(builtins.elem server.name broken);
-      required = builtins.concatStringsSep " " secretsFor.${server.role};
       services = import ./services {
         inherit mk fleet server;
+        requiredSecrets = secretsFor.${server.role};
         # A broken host runs its services but never answers /healthz.
         healthz = {
           file = if healthy then "healthz" else "not-healthz";
           text = "${server.name} ${server.role} generation ${generation}";
         };
         portalPackage = if withPortal then portalPackage else null;
-        inherit bbbPackage;
-        eventFile = "${eventDir}/event.toml";
+        inherit bbbPackage chat;
+        # The chat rehearsal's event is the one whose fleet has a chat.
+        eventFile = "${eventDir}/${if hasChat then "chat-event.toml" else "event.toml"}";
       };
     in
     mk "toy-system-${server.name}" ''
       mkdir -p $out/bin $out/www $out/etc/venue
       ln -s ${common} $out/common
       cat > $out/etc/venue/archive.json <<'EOJ'
-      ${builtins.toJSON { items = archiveFor.${server.role} or { }; }}
+      ${builtins.toJSON { items = (archiveFor services).${server.role} or { }; }}
       EOJ
       echo "${builtins.concatStringsSep " " payload}" > $out/payload
       ln -s ${services} $out/services
@@ -194,17 +247,25 @@ let
       '' else ""}
       cat > $out/bin/switch-to-configuration <<EOS
       #!/bin/sh
-      # Like NixOS's: make this system the running one.
+      # Like NixOS's: make this system the running one. A service that
+      # refuses to start (no secrets) fails the switch.
       set -e
       [ "\$1" = switch ] || { echo "usage: switch-to-configuration switch" >&2; exit 1; }
-      for s in ${required}; do
-        [ -r /var/lib/venue/secrets/\$s ] || { echo "missing secret \$s" >&2; exit 1; }
-      done
       sh ${dataScript server.role}
       sh ${services}/bin/start
       echo "switched to $out"
       EOS
-      chmod +x $out/bin/switch-to-configuration
+      # What the boot does with this system (the test host's boot runs it):
+      # start its services with the secrets on the disk, or refuse without.
+      # The previous boot's processes died with it: so did its pid files.
+      cat > $out/bin/boot <<EOS
+      #!/bin/sh
+      set -e
+      rm -f /var/lib/venue/run/*.pid
+      sh ${dataScript server.role}
+      exec sh ${services}/bin/start
+      EOS
+      chmod +x $out/bin/switch-to-configuration $out/bin/boot
     '';
 
   # What a venue image carries (`venue image build`): an installed system

@@ -22,7 +22,6 @@ pub mod space;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -108,24 +107,10 @@ impl HostReport {
     }
 }
 
-/// Journals one archive or delete step. `VENUE_TEST_CRASH_AFTER=N[:TEXT]`
-/// makes the process abort right after its N-th step (whose description
-/// contains TEXT): how the tests crash `venue down` between two steps and
-/// check that a re-run loses and repeats nothing.
+/// Journals one archive or delete step; tests crash the process there
+/// (`VENUE_TEST_CRASH_AFTER`, see [`StateDir::step`]).
 pub fn step(state: &StateDir, command: &str, what: &str) {
-    static STEPS: AtomicUsize = AtomicUsize::new(0);
-    state.journal(command, what);
-    let Ok(spec) = std::env::var("VENUE_TEST_CRASH_AFTER") else {
-        return;
-    };
-    let (n, text) = spec.split_once(':').unwrap_or((&spec, ""));
-    if !what.contains(text) {
-        return;
-    }
-    if n.parse::<usize>().ok() == Some(STEPS.fetch_add(1, Ordering::SeqCst) + 1) {
-        eprintln!("VENUE_TEST_CRASH_AFTER={spec}: crashing after: {what}");
-        std::process::abort();
-    }
+    state.step(command, what);
 }
 
 /// The manifest, shared by the hosts' threads.
@@ -329,8 +314,27 @@ fn archive_host(
             .unwrap_or(false);
         let recorded = book
             .get(&host.name, &f.rel)
-            .is_some_and(|e| e.sha256 == sha && e.size == f.file.size);
-        if recorded && on_disk {
+            .filter(|e| e.sha256 == sha && e.size == f.file.size);
+        if let Some(old) = recorded.filter(|_| on_disk) {
+            if old.mtime != f.file.mtime || old.remote != f.file.remote {
+                // The same content under another time (the event ran again,
+                // the host was rebuilt from a snapshot): the archive holds
+                // it; the manifest takes the host's time, which `verify`
+                // compares with, instead of a copy.
+                book.put(Entry {
+                    mtime: f.file.mtime,
+                    remote: f.file.remote.clone(),
+                    ..old
+                })?;
+                step(
+                    state,
+                    "archive",
+                    &format!(
+                        "{}: {} holds the archived content under a new time: recorded",
+                        host.name, f.rel
+                    ),
+                );
+            }
             continue;
         }
         if on_disk && sha256_file(&local)? == sha {
@@ -711,6 +715,23 @@ pub fn before_down(
         return Ok(Vec::new());
     }
     let (hosts, mut reports) = hosts_of_servers(&servers, state);
+    // A server venue never gave a system (`venue up --no-deploy`, a snapshot
+    // that was never deployed) holds nothing of the event's: it goes
+    // without being asked, which it may not even answer.
+    let (hosts, never): (Vec<Host>, Vec<Host>) = hosts.into_iter().partition(|h| {
+        servers.iter().any(|s| {
+            s.name == h.name
+                && s.ipv4()
+                    .into_iter()
+                    .chain(s.ipv6_host())
+                    .any(|a| state.ran_system(&s.name, &a))
+        })
+    });
+    reports.extend(never.iter().map(|h| HostReport {
+        outcome: Outcome::Nothing,
+        message: "venue never put a system on it (state journal): nothing to archive".into(),
+        ..HostReport::failed(&h.name, String::new())
+    }));
     let say = |text: String| {
         if json {
             eprint!("{text}");

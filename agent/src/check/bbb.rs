@@ -143,11 +143,15 @@ pub fn text(doc: &roxmltree::Document<'_>, tag: &str) -> Option<String> {
         .map(|n| n.text().unwrap_or_default().trim().to_owned())
 }
 
-/// A meeting in a getMeetings answer: its id and participant count.
-#[derive(Debug, Clone, PartialEq)]
+/// A meeting in a getMeetings answer: its id and participant count, and of
+/// them the webcam streams (`videoCount`) and the listen-only
+/// (`listenerCount`), which the autopilot weighs.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Meeting {
     pub id: String,
     pub participants: u64,
+    pub video: u64,
+    pub listeners: u64,
 }
 
 /// Whether an answer holds a non-empty `tag`.
@@ -177,6 +181,8 @@ pub fn meetings(body: &str) -> Vec<Meeting> {
             Meeting {
                 id: child("meetingID"),
                 participants: child("participantCount").parse().unwrap_or(0),
+                video: child("videoCount").parse().unwrap_or(0),
+                listeners: child("listenerCount").parse().unwrap_or(0),
             }
         })
         .collect()

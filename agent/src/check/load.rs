@@ -87,6 +87,7 @@ mod tests {
         let m = |id: &str, n| Meeting {
             id: id.into(),
             participants: n,
+            ..Meeting::default()
         };
         assert_eq!(
             judge(&event, &[m("ev-main", 5), m("other", 3)]),

@@ -1,10 +1,11 @@
 //! `venue check`: every protocol of the venue probed from outside, the way an
 //! attendee's browser and the portal reach it. One probe family per file
-//! (dns, tls, portal, bbb, jitsi, turn, load); this file holds what they
+//! (dns, tls, portal, bbb, jitsi, turn, load, chat); this file holds what they
 //! share: the hosts to probe, a probe's result, the runner (all probes at
 //! once, each with a timeout) and the output (table, JSON, `--watch`).
 
 pub mod bbb;
+pub mod chat;
 pub mod dns;
 pub mod http;
 pub mod jitsi;
@@ -33,8 +34,8 @@ pub struct Target {
     pub name: String,
     pub role: Role,
     pub address: IpAddr,
-    /// The name its services answer at: `<host>.<domain>`, or the event's
-    /// domain for the portal.
+    /// The name its services answer at: `<host>.<domain>`, the event's
+    /// domain for the portal, `chat.<domain>` for the chat.
     pub service_name: String,
     /// Every name that must resolve to `address`.
     pub names: Vec<String>,
@@ -158,6 +159,7 @@ pub fn service(role: Role) -> &'static str {
         Role::Portal => "portal",
         Role::Stream => "stream origin",
         Role::Edge => "stream edge",
+        Role::Chat => "chat",
     }
 }
 
@@ -233,6 +235,7 @@ pub async fn run_once(check: &Check) -> Report {
             }
             Role::Jitsi => families.push(Box::pin(jitsi::probes(check, t))),
             Role::Coturn => families.push(Box::pin(turn::probes(check, t))),
+            Role::Chat => families.push(Box::pin(chat::probes(check, t))),
             Role::Jvb | Role::Stream | Role::Edge => {}
         }
     }
@@ -291,13 +294,18 @@ pub struct CommandOptions<'a> {
     pub state: Option<&'a std::path::Path>,
     pub json: bool,
     pub watch: Option<Duration>,
-    /// `ADDR` or `ADDR:PORT` (port 53 when left out).
+    /// `ADDR` or `ADDR:PORT` (port 53 when left out); None: VENUE_RESOLVER,
+    /// else the system's resolver.
     pub resolver: Option<&'a str>,
 }
 
+/// The variable that gives `--resolver` its default (a rehearsal's env file
+/// sets it to fake-hcloud's DNS server).
+pub const RESOLVER_ENV: &str = "VENUE_RESOLVER";
+
 /// Runs the command; true when every probe of the (last) round passed.
 pub fn command(opts: CommandOptions) -> anyhow::Result<bool> {
-    let resolver = opts.resolver.map(parse_resolver).transpose()?;
+    let resolver = resolver(opts.resolver, std::env::var(RESOLVER_ENV).ok().as_deref())?;
     let check = setup::load(&setup::Options {
         event: opts.event,
         state: opts.state,
@@ -318,6 +326,18 @@ pub fn command(opts: CommandOptions) -> anyhow::Result<bool> {
     // the answer is printed, do not wait for it.
     rt.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// The DNS server to ask: `--resolver` when given, else VENUE_RESOLVER when
+/// set and not empty, else none (the system's resolver).
+pub fn resolver(flag: Option<&str>, env: Option<&str>) -> anyhow::Result<Option<SocketAddr>> {
+    match (flag, env.map(str::trim).filter(|v| !v.is_empty())) {
+        (Some(flag), _) => parse_resolver(flag).map(Some),
+        (None, Some(env)) => parse_resolver(env)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{RESOLVER_ENV}={env} (the default of --resolver): {e}")),
+        (None, None) => Ok(None),
+    }
 }
 
 /// `--resolver`: an address with an optional port.
@@ -345,5 +365,20 @@ mod tests {
         assert_eq!(parse_resolver("::1").unwrap().port(), 53);
         let e = parse_resolver("ns.example.org").unwrap_err().to_string();
         assert!(e.contains("--resolver ns.example.org"), "{e}");
+    }
+
+    #[test]
+    fn venue_resolver_is_the_default_of_the_flag() {
+        let env = Some("127.0.0.1:5353");
+        assert_eq!(resolver(None, env).unwrap().unwrap().port(), 5353);
+        assert_eq!(
+            resolver(Some("192.0.2.53"), env).unwrap().unwrap(),
+            "192.0.2.53:53".parse().unwrap(),
+            "the flag wins"
+        );
+        assert_eq!(resolver(None, None).unwrap(), None);
+        assert_eq!(resolver(None, Some(" ")).unwrap(), None, "set but empty");
+        let e = format!("{:#}", resolver(None, Some("ns.example.org")).unwrap_err());
+        assert!(e.contains("VENUE_RESOLVER=ns.example.org"), "{e}");
     }
 }

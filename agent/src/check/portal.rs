@@ -19,6 +19,12 @@ use crate::deploy::Host;
 pub trait TicketDesk: Send + Sync {
     /// Adds a staff ticket for `email`; returns its code.
     fn add(&self, email: &str) -> Result<String>;
+    /// Adds an attendee ticket for `email` (the chat's probe: a staff ticket
+    /// would be invited to every private room by the portal's chat sync);
+    /// returns its code. A desk that cannot makes a staff ticket.
+    fn add_attendee(&self, email: &str) -> Result<String> {
+        self.add(email)
+    }
     /// Removes the ticket of `email` (the portal's `tickets revoke`, which
     /// deletes it with everything it held).
     fn remove(&self, email: &str) -> Result<()>;
@@ -93,9 +99,9 @@ impl SshTickets {
     }
 }
 
-impl TicketDesk for SshTickets {
-    fn add(&self, email: &str) -> Result<String> {
-        let out = self.run(&format!("tickets add {email} --staff --name 'venue check'"))?;
+impl SshTickets {
+    fn add_as(&self, email: &str, flags: &str) -> Result<String> {
+        let out = self.run(&format!("tickets add {email}{flags} --name 'venue check'"))?;
         let code = out
             .trim()
             .lines()
@@ -107,6 +113,16 @@ impl TicketDesk for SshTickets {
             bail!("`venue-portal-ctl tickets add` printed no ticket code");
         }
         Ok(code)
+    }
+}
+
+impl TicketDesk for SshTickets {
+    fn add(&self, email: &str) -> Result<String> {
+        self.add_as(email, " --staff")
+    }
+
+    fn add_attendee(&self, email: &str) -> Result<String> {
+        self.add_as(email, "")
     }
 
     fn remove(&self, email: &str) -> Result<()> {
@@ -235,7 +251,7 @@ async fn join_probe(check: &Check, client: &reqwest::Client, base: &str) -> Outc
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     desk: &Arc<dyn TicketDesk>,
     f: impl FnOnce(&dyn TicketDesk) -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -353,7 +369,7 @@ fn join_cookies(a: &str, b: &str) -> String {
 
 /// The value of the hidden input `name` (the portal renders with maud:
 /// `name="csrf" value="…"`).
-fn hidden(page: &str, name: &str) -> Option<String> {
+pub(crate) fn hidden(page: &str, name: &str) -> Option<String> {
     let at = page.find(&format!("name=\"{name}\""))?;
     let rest = &page[at..];
     let v = rest.find("value=\"")? + "value=\"".len();
@@ -361,7 +377,7 @@ fn hidden(page: &str, name: &str) -> Option<String> {
     Some(rest[v..v + end].to_owned())
 }
 
-fn strip_tags(s: &str) -> String {
+pub(crate) fn strip_tags(s: &str) -> String {
     let mut out = String::new();
     let mut inside = false;
     for c in s.chars() {
@@ -375,7 +391,7 @@ fn strip_tags(s: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     let _ = getrandom::fill(&mut b);
     conference::protocol::hex(&b)

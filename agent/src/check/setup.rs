@@ -106,10 +106,10 @@ pub fn targets(fleet: &Fleet) -> Result<Vec<Target>> {
             .parse()
             .with_context(|| format!("fleet.json: {} has a bad address", s.name))?;
         let primary = !out.iter().any(|t| t.name == s.name);
-        let service_name = if role == Role::Portal {
-            fleet.domain.to_ascii_lowercase()
-        } else {
-            format!("{}.{}", s.name, fleet.domain).to_ascii_lowercase()
+        let service_name = match role {
+            Role::Portal => fleet.domain.to_ascii_lowercase(),
+            Role::Chat => super::chat::public_name(&fleet.domain),
+            _ => format!("{}.{}", s.name, fleet.domain).to_ascii_lowercase(),
         };
         // A static host's names are probed once, with all of its roles' names.
         let all_roles: Vec<(&str, &str)> = fleet
@@ -118,12 +118,19 @@ pub fn targets(fleet: &Fleet) -> Result<Vec<Target>> {
             .filter(|o| o.name == s.name)
             .map(|o| (o.name.as_str(), o.role.as_str()))
             .collect();
+        // The chat's public name is its service's, whether or not the DNS
+        // layer lists it among the host's names.
+        let mut host_names = names(&fleet.domain, all_roles);
+        if role == Role::Chat && !host_names.contains(&service_name) {
+            host_names.push(service_name.clone());
+            host_names.sort();
+        }
         out.push(Target {
             name: s.name.clone(),
             role,
             address,
             service_name,
-            names: names(&fleet.domain, all_roles),
+            names: host_names,
             primary,
             ports: Ports::default(),
         });

@@ -1,8 +1,9 @@
-//! The cloud verbs: `venue up`, `venue status`, `venue down`, `venue image`,
+//! The cloud verbs: `venue up`, `venue autopilot`, `venue status`, `venue down`, `venue image`,
 //! `venue machine`, and what only they share (the inventory of what an event
 //! holds in the cloud, its firewall rules, what it has cost). The event's
 //! model they stand on is in `crate::model`.
 
+pub mod autopilot;
 pub mod cost;
 pub mod down;
 pub mod firewall;

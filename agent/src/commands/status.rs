@@ -47,15 +47,85 @@ pub struct StatusReport {
     /// Per server: what is not archived yet (crate::archive).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub archive: Option<Vec<crate::archive::Pending>>,
-    /// The event's DNS record sets (event.toml `[dns]`; issue 11).
+    /// The event's DNS record sets (event.toml `[dns]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<Vec<crate::cloud::dns::publish::DnsRow>>,
-    /// The project's venue images (issue 10): no event's, but billed per
+    /// The project's venue images: no event's, but billed per
     /// GB-month while they exist, so shown with what they cost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<super::image::Row>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub images_monthly_micro_eur: Option<u64>,
+    /// What `venue autopilot` does next and when, and what it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autopilot: Option<AutopilotStatus>,
+}
+
+/// The autopilot's next steps (from the plan's windows and the venue's
+/// clock) and its latest journal lines.
+#[derive(Debug, Serialize)]
+pub struct AutopilotStatus {
+    pub now: DateTime<Utc>,
+    pub lead: crate::autopilot::lead::Lead,
+    pub next: Vec<crate::autopilot::schedule::Step>,
+    /// Its latest journal lines (venue time first), oldest first.
+    pub done: Vec<String>,
+}
+
+/// How many steps ahead and lines back `status` shows.
+const AUTOPILOT_LINES: usize = 8;
+
+fn autopilot_status(
+    opts: &StatusOptions,
+    event: &Event,
+    prices: &PriceTable,
+) -> Result<AutopilotStatus> {
+    let clock = conference::clock::Clock::from_env()?;
+    let now = clock.now();
+    let plan = super::autopilot::plan_of(&opts.event, event, opts.state.as_deref(), prices)?;
+    let lead = super::autopilot::lead_of(&opts.event, event, opts.state.as_deref());
+    let timeline =
+        crate::autopilot::schedule::Timeline::of(&plan, event.cloud.warmup, lead.duration());
+    let dir = crate::model::state::StateDir::locate(&opts.event, &event.id, opts.state.as_deref());
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap_or_default();
+    let mut done: Vec<String> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["command"] == crate::autopilot::run::JOURNAL)
+        .filter_map(|v| v["what"].as_str().map(str::to_owned))
+        .collect();
+    let skip = done.len().saturating_sub(AUTOPILOT_LINES);
+    done.drain(..skip);
+    Ok(AutopilotStatus {
+        now,
+        next: timeline.upcoming(now, AUTOPILOT_LINES),
+        lead,
+        done,
+    })
+}
+
+fn autopilot_text(a: &AutopilotStatus) -> String {
+    let mut out = format!(
+        "\nautopilot (venue time {}, lead time {} min, {}):\n",
+        a.now.format("%Y-%m-%d %H:%M"),
+        a.lead.seconds / 60,
+        a.lead.source
+    );
+    if a.next.is_empty() {
+        out.push_str("  next: nothing (the event is over)\n");
+    }
+    for s in &a.next {
+        out.push_str(&format!(
+            "  next: {} {} {}\n",
+            s.time.format("%Y-%m-%d %H:%M"),
+            s.action,
+            s.server
+        ));
+    }
+    for d in &a.done {
+        out.push_str(&format!("  did:  {d}\n"));
+    }
+    out
 }
 
 pub fn run(opts: StatusOptions) -> Result<()> {
@@ -73,10 +143,18 @@ pub fn run(opts: StatusOptions) -> Result<()> {
             ),
         };
         let inv = Inventory::load(&client, &event.id).await?;
-        let mut report = report(&event.id, &inv, &prices, Utc::now());
+        // The cloud's timestamps follow the venue's clock (a rehearsal's too).
+        let now = conference::clock::Clock::from_env()?.now();
+        let mut report = report(&event.id, &inv, &prices, now);
         report.warnings.extend(warning);
+        match autopilot_status(&opts, &event, &prices) {
+            Ok(a) => report.autopilot = Some(a),
+            Err(e) => report
+                .warnings
+                .push(format!("autopilot timeline unavailable: {e:#}")),
+        }
         report.archive = tokio::task::block_in_place(|| archive_pending(&opts, &event, &inv));
-        // --- DNS (issue 11): the event's record sets.
+        // --- DNS: the event's record sets.
         match crate::cloud::dns::publish::list(&event).await {
             Ok(rows) => report.dns = rows,
             Err(e) => report
@@ -84,7 +162,7 @@ pub fn run(opts: StatusOptions) -> Result<()> {
                 .push(format!("DNS records unavailable: {e:#}")),
         }
         // ---
-        // --- Images (issue 10): snapshots and their monthly cost.
+        // --- Images: snapshots and their monthly cost.
         match images(&client).await {
             Ok((rows, monthly)) => {
                 report.images = Some(rows);
@@ -99,7 +177,7 @@ pub fn run(opts: StatusOptions) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print!("{}", text(&report));
-            // --- DNS (issue 11)
+            // --- DNS
             if let Some(rows) = report.dns.as_ref().filter(|r| !r.is_empty()) {
                 print!(
                     "\nDNS records labelled venue/event={}:\n{}",
@@ -108,7 +186,10 @@ pub fn run(opts: StatusOptions) -> Result<()> {
                 );
             }
             // ---
-            // --- Images (issue 10)
+            if let Some(a) = &report.autopilot {
+                print!("{}", autopilot_text(a));
+            }
+            // --- Images
             if let Some(rows) = report.images.as_ref().filter(|r| !r.is_empty()) {
                 print!(
                     "\nvenue images (no event's; `venue down` keeps them):\n{}",
@@ -224,6 +305,7 @@ pub fn report(
         dns: None,
         images: None,
         images_monthly_micro_eur: None,
+        autopilot: None,
     }
 }
 

@@ -156,6 +156,7 @@ pub fn finish(args: &DeployArgs, prepared: Prepared, skip: &[String]) -> Result<
         substitute: true,
         compress: args.event.deploy.compress,
         work_dir: args.state.dir.clone(),
+        journal: Some(args.state.dir.clone()),
     };
     let mut reports = deploy(&hosts, &systems, &secrets, &opts);
     for r in &mut reports {

@@ -50,6 +50,9 @@ pub struct Options {
     pub compress: bool,
     /// Where per-host known_hosts files go (the event's state dir).
     pub work_dir: PathBuf,
+    /// The event's state directory, whose journal records every host that
+    /// is given a system (`venue down` archives those first); None: no record.
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -172,6 +175,13 @@ fn run_steps(
         opts.connect_wait,
     )?;
     step("connect");
+    if let Some(dir) = &opts.journal {
+        crate::model::state::StateDir { dir: dir.clone() }.record_system(
+            "deploy",
+            &host.name,
+            &host.address,
+        );
+    }
 
     bar.set_message("comparing stores");
     let closure = closure::closure(system)?;

@@ -2,9 +2,15 @@
 //! NixOS over the pinned SSH, between provisioning and deploying. These are
 //! nixos-anywhere's steps, done here because nixos-anywhere turns host key
 //! checking off: kexec into a NixOS installer, partition with disko, copy the
-//! system into /mnt, nixos-install, put the pinned host key in place, reboot.
+//! system into /mnt, the host's secrets, nixos-install, put the pinned host
+//! key in place, reboot.
 //! Every connection checks the pinned key; a host that presents another key
 //! gets nothing more.
+//!
+//! The host's secrets and the event's certificate go to the new system's
+//! disk before the reboot (as nixos-anywhere's `--extra-files`), so its
+//! first boot starts the services that read them; `venue deploy` writes
+//! the same files again.
 //!
 //! Resumable from what the host is (detect.rs): another OS → kexec; the
 //! installer → partition and on; NixOS → done ("already", or "snapshot" for
@@ -23,8 +29,10 @@ use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
+use crate::deploy::secrets::Secrets;
 use crate::deploy::ssh::{ConnectError, PinnedKey, Ssh};
 use crate::deploy::Host;
+use crate::model::state::StateDir;
 use detect::Found;
 
 /// One server to install.
@@ -69,6 +77,25 @@ pub struct Options {
     /// `venue machine install --no-reboot` (the VM test boots the disk itself).
     pub reboot: bool,
 }
+
+/// What the install phase leaves on the new system beside its host key,
+/// and where it journals. Empty for `venue machine install` and the image
+/// build (no event's secrets).
+#[derive(Clone, Copy, Default)]
+pub struct FirstBoot<'a> {
+    /// The event's secrets: each host's (the files deploy would upload,
+    /// `Secrets::files_for`) are written to the new system's secrets
+    /// directory before the reboot, as nixos-anywhere's `--extra-files`
+    /// does, so that its first boot starts the services that read them.
+    pub secrets: Option<&'a Secrets>,
+    /// The event's state directory: its journal records each host that is
+    /// given a system (`StateDir::record_system`).
+    pub state: Option<&'a StateDir>,
+}
+
+/// Where the new system's secrets go: deploy's directory, on the disk
+/// mounted at /mnt.
+pub const MNT_SECRETS_DIR: &str = "/mnt/var/lib/venue/secrets";
 
 /// How a host got NixOS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,6 +146,17 @@ pub fn install(
     opts: &Options,
     recreate: Option<Recreate<'_>>,
 ) -> Vec<HostReport> {
+    install_with(targets, artifacts, opts, recreate, FirstBoot::default())
+}
+
+/// [`install`], leaving `first_boot`'s files on each new system.
+pub fn install_with(
+    targets: &[Target],
+    artifacts: &artifacts::Lazy,
+    opts: &Options,
+    recreate: Option<Recreate<'_>>,
+    first_boot: FirstBoot<'_>,
+) -> Vec<HostReport> {
     let mut reports = crate::parallel::per_host(
         targets,
         opts.concurrency,
@@ -126,7 +164,7 @@ pub fn install(
         ProgressBar::new_spinner,
         |t| t.host.name.clone(),
         |target, bar| {
-            let report = install_one(target, artifacts, opts, recreate, bar);
+            let report = install_one_with(target, artifacts, opts, recreate, first_boot, bar);
             bar.finish_with_message(format!("{:?}: {}", report.install, report.message));
             report
         },
@@ -143,6 +181,17 @@ pub fn install_one(
     recreate: Option<Recreate<'_>>,
     bar: &ProgressBar,
 ) -> HostReport {
+    install_one_with(target, artifacts, opts, recreate, FirstBoot::default(), bar)
+}
+
+fn install_one_with(
+    target: &Target,
+    artifacts: &artifacts::Lazy,
+    opts: &Options,
+    recreate: Option<Recreate<'_>>,
+    first_boot: FirstBoot<'_>,
+    bar: &ProgressBar,
+) -> HostReport {
     let span = tracing::info_span!("install", host = %target.host.name);
     let _entered = span.enter();
     let started = Instant::now();
@@ -152,7 +201,7 @@ pub fn install_one(
         recreated: 0,
         bar,
     };
-    let result = run.steps(target, artifacts, opts, recreate);
+    let result = run.steps(target, artifacts, opts, recreate, first_boot);
     let (install, system, message) = match result {
         Ok((how, system)) => {
             let message = match how {
@@ -233,6 +282,7 @@ impl Run<'_> {
         artifacts: &artifacts::Lazy,
         opts: &Options,
         recreate: Option<Recreate<'_>>,
+        first_boot: FirstBoot<'_>,
     ) -> Result<(How, Option<String>)> {
         loop {
             let found = self.phase("connect", |r| {
@@ -298,8 +348,20 @@ impl Run<'_> {
                     format!("the installer has no disko script for {}", self.host.name)
                 })?;
             let ssh = self.connect(opts, opts.boot_wait)?;
+            if let Some(state) = first_boot.state {
+                state.record_system("install", &self.host.name, &self.host.address);
+            }
             self.phase("partition", |r| disk::partition(r, &ssh, &disko, opts))?;
             self.phase("copy system", |r| disk::copy_system(r, target, opts))?;
+            if let Some(secrets) = first_boot.secrets {
+                // Before nixos-install, where nixos-anywhere copies its
+                // extra files: the system's first activation finds them.
+                self.phase("secrets", |_| {
+                    secrets
+                        .upload_to(&ssh, &target.host.roles, MNT_SECRETS_DIR)
+                        .context("writing the host's secrets to the new system")
+                })?;
+            }
             self.phase("nixos-install", |_| disk::nixos_install(&ssh, target))?;
             if !opts.reboot {
                 return Ok((How::Installed, None));
@@ -362,6 +424,9 @@ pub fn for_fleet(
         artifacts::build(event, &fleet_json, flake.as_deref(), &names)
     });
     let deploy_key = keys::deploy_key(state, &event.id)?;
+    // Made here if `venue up` has not yet: the certificate is already in
+    // the state directory (up gets it before the install phase).
+    let secrets = Secrets::load_or_create(state)?;
     let mut targets = Vec::new();
     for h in rented {
         targets.push(Target {
@@ -381,9 +446,14 @@ pub fn for_fleet(
         kexec_wait: kexec_wait_from_env(),
         reboot: true,
     };
-    let reports = install(&targets, &built, &opts, recreate);
+    let first_boot = FirstBoot {
+        secrets: Some(&secrets),
+        state: Some(state),
+    };
+    let reports = install_with(&targets, &built, &opts, recreate, first_boot);
     for r in &reports {
-        state.journal(
+        // A step: tests stop `venue up` here, between install and deploy.
+        state.step(
             "install",
             &format!(
                 "{}: {:?} in {:.1}s {}",

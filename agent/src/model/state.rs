@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -119,6 +120,85 @@ impl StateDir {
             tracing::warn!(error = %e, "cannot append to the journal");
         }
     }
+
+    /// Journals one step of a command that tests interrupt:
+    /// `VENUE_TEST_CRASH_AFTER=N[:TEXT]` makes the process abort right after
+    /// its N-th step (whose description contains TEXT). How the tests crash
+    /// `venue up` or `venue down` between two steps and check that a re-run
+    /// loses and repeats nothing.
+    pub fn step(&self, command: &str, what: &str) {
+        static STEPS: AtomicUsize = AtomicUsize::new(0);
+        self.journal(command, what);
+        let Ok(spec) = std::env::var("VENUE_TEST_CRASH_AFTER") else {
+            return;
+        };
+        let (n, text) = spec.split_once(':').unwrap_or((&spec, ""));
+        if !what.contains(text) {
+            return;
+        }
+        if n.parse::<usize>().ok() == Some(STEPS.fetch_add(1, Ordering::SeqCst) + 1) {
+            eprintln!("VENUE_TEST_CRASH_AFTER={spec}: crashing after: {what}");
+            std::process::abort();
+        }
+    }
+
+    /// Journals that venue is about to put a system of its own on server
+    /// `host` at `address` (install writes it to the disk, deploy activates
+    /// it): from then on the server may hold what outlives the event
+    /// (recordings, the portal's database), so `venue down` archives it
+    /// first. Written before the step, so a crash cannot lose it.
+    pub fn record_system(&self, command: &str, host: &str, address: &str) {
+        let line = json!({
+            "time": chrono::Utc::now().to_rfc3339(),
+            "command": command,
+            "what": format!("{host}: a venue system goes to {address}"),
+            "system": {"host": host, "address": address},
+        })
+        .to_string();
+        if let Err(e) = self.append(&line) {
+            // Unrecorded, `venue down` would delete the server unarchived.
+            tracing::error!(error = %e, host, "cannot journal the deployment");
+        }
+    }
+
+    /// Whether the journal shows that venue ever put a system on server
+    /// `host` at `address` ([`Self::record_system`]). Journals of older
+    /// venues, which recorded only deploy outcomes, count every host they
+    /// name as switched (healthy, unchanged or rolled back). A server that
+    /// was never given a system holds nothing of ours.
+    pub fn ran_system(&self, host: &str, address: &str) -> bool {
+        let Some(text) = self.read("journal.jsonl") else {
+            return false;
+        };
+        let older = format!("{host}: ");
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| {
+                let s = &v["system"];
+                if s.is_object() {
+                    return s["host"] == host && s["address"] == address;
+                }
+                v["command"] == "deploy"
+                    && v["what"]
+                        .as_str()
+                        .and_then(|w| w.strip_prefix(&older))
+                        .is_some_and(|w| {
+                            ["Healthy", "Unchanged", "RolledBack"]
+                                .iter()
+                                .any(|o| w.starts_with(o))
+                        })
+            })
+    }
+
+    fn append(&self, line: &str) -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(self.path("journal.jsonl"))?;
+        writeln!(f, "{line}")?;
+        f.sync_data()
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +220,28 @@ mod tests {
         state
             .lock()
             .expect("free again once the first command is done");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_server_ran_a_venue_system_only_once_journalled_at_its_address() {
+        let dir = std::env::temp_dir().join(format!("venue-ran-{}", std::process::id()));
+        let state = StateDir::open(dir.clone()).unwrap();
+        assert!(!state.ran_system("ev-bbb-1", "10.0.0.1"), "no journal yet");
+        state.journal("up", "created server ev-bbb-1 (id 7)");
+        state.journal("install", "ev-bbb-1: Failed in 3.0s unreachable");
+        assert!(!state.ran_system("ev-bbb-1", "10.0.0.1"));
+        state.record_system("deploy", "ev-bbb-1", "10.0.0.1");
+        assert!(state.ran_system("ev-bbb-1", "10.0.0.1"));
+        // The same name on another server (another address) got nothing.
+        assert!(!state.ran_system("ev-bbb-1", "10.0.0.2"));
+        assert!(!state.ran_system("ev-bbb-10", "10.0.0.1"));
+        // An older venue's journal: deploy outcomes by host name.
+        state.journal("deploy", "ev-jvb-1: Failed (0 paths copied)");
+        assert!(!state.ran_system("ev-jvb-1", "10.0.0.8"));
+        state.journal("deploy", "ev-portal-1: Healthy (3 paths copied)");
+        assert!(state.ran_system("ev-portal-1", "10.0.0.9"));
+        assert!(!state.ran_system("ev-portal-10", "10.0.0.9"));
         std::fs::remove_dir_all(dir).ok();
     }
 }

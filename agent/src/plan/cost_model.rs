@@ -18,6 +18,15 @@
 //!   cores (videobridge headroom), and count a participant in a room without
 //!   webcams as half (audio only forwards far fewer streams; our assumption).
 //! - coturn and the portal are light: one small shared-core server each.
+//! - The chat (one Synapse with its PostgreSQL, for the whole event): sized
+//!   by Element's "ESS Sizing" (Element Server Suite documentation, LTS
+//!   23.10, ems-docs.element.io), per number of users. Homeserver plus its
+//!   database, closed federation: 1-500 users 2+1 CPU and 2000 MiB + 4 GiB;
+//!   501-2500 users 6+2 CPU and 5650 MiB + 12 GiB; 2501-10000 users 10+4
+//!   CPU and 8150 MiB + 16 GiB. Open federation: 1-500 users 5+3 CPU and
+//!   4500 MiB + 8 GiB; 501-2500 users 9+5 CPU and 8150 MiB + 24 GiB. Every
+//!   registered attendee can log in, so users = attendees. See
+//!   [`chat_server`].
 
 use conference::{Backend, Room};
 
@@ -49,14 +58,68 @@ pub const PORTAL_SERVER_TYPE: &str = "cx23";
 pub const PORTAL_LARGE_ATTENDEES: u32 = 2000;
 pub const PORTAL_LARGE_SERVER_TYPE: &str = "cx33";
 
+/// The chat up to [`CHAT_SMALL_USERS`] without federation: ESS's 3 CPU and
+/// about 6 GiB fit 4 vCPU and 8 GB.
+pub const CHAT_SERVER_TYPE: &str = "cx33";
+/// Above: ESS's 8 CPU and about 17.5 GiB (or, federated, already 8 CPU and
+/// about 12.5 GiB for 500 users) fit 8 dedicated vCPU and 32 GB.
+pub const CHAT_LARGE_SERVER_TYPE: &str = "ccx33";
+/// ESS's first tier.
+pub const CHAT_SMALL_USERS: u32 = 500;
+/// ESS's second tier: beyond it (or beyond the first, federated) ESS asks
+/// for more than the large type has (14 CPU), with Synapse's workers that
+/// venue does not run.
+pub const CHAT_LARGE_USERS: u32 = 2500;
+
 /// A room's load on its backend, in that backend's units.
 pub fn room_units(room: &Room) -> u64 {
-    let people = u64::from(room.peak);
-    match (room.backend, room.webcams) {
+    people_units(room.backend, u64::from(room.peak), room.webcams)
+}
+
+/// `people` in a room of `backend`, with or without webcams, in that
+/// backend's units.
+pub fn people_units(backend: Backend, people: u64, webcams: bool) -> u64 {
+    match (backend, webcams) {
         (Backend::Bbb, false) => people * BBB_UNITS_LISTENER,
         (Backend::Bbb, true) => people * BBB_UNITS_WEBCAM_USER,
         (Backend::Jitsi, true) => people * JITSI_UNITS_WEBCAM,
         (Backend::Jitsi, false) => people * JITSI_UNITS_AUDIO,
+    }
+}
+
+/// A live BigBlueButton meeting's load in units, from what getMeetings
+/// counts: every participant as a listener, and as many of them as there
+/// are webcam streams (`videoCount`) as webcam users, who weigh double.
+pub fn bbb_live_units(participants: u64, video: u64) -> u64 {
+    participants * BBB_UNITS_LISTENER
+        + video.min(participants) * (BBB_UNITS_WEBCAM_USER - BBB_UNITS_LISTENER)
+}
+
+/// The chat server's type for `users` who may log in, with or without
+/// federation, and a note when the source sizes it beyond the largest type
+/// the plan rents.
+pub fn chat_server(users: u32, federation: bool) -> (&'static str, Option<String>) {
+    let (fits_small, fits_large) = if federation {
+        (false, users <= CHAT_SMALL_USERS)
+    } else {
+        (users <= CHAT_SMALL_USERS, users <= CHAT_LARGE_USERS)
+    };
+    if fits_small {
+        (CHAT_SERVER_TYPE, None)
+    } else if fits_large {
+        (CHAT_LARGE_SERVER_TYPE, None)
+    } else {
+        let tier = if federation {
+            format!("more than {CHAT_SMALL_USERS} users of a federated homeserver")
+        } else {
+            format!("more than {CHAT_LARGE_USERS} users")
+        };
+        (
+            CHAT_LARGE_SERVER_TYPE,
+            Some(format!(
+                "the chat has {users} possible users: for {tier} Element's sizing asks more than one {CHAT_LARGE_SERVER_TYPE} has (Synapse split into workers, which venue does not run); expect a slow chat at the peak"
+            )),
+        )
     }
 }
 
@@ -113,6 +176,35 @@ pub fn meeting_limit(backend: Backend) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_webcam_user_weighs_what_a_planned_one_does() {
+        let planned = |people, webcams| people_units(Backend::Bbb, people, webcams);
+        assert_eq!(bbb_live_units(10, 0), planned(10, false));
+        assert_eq!(bbb_live_units(10, 10), planned(10, true));
+        // More streams than people (a second camera) count no more.
+        assert_eq!(bbb_live_units(3, 7), planned(3, true));
+        assert_eq!(bbb_live_units(10, 4), planned(6, false) + planned(4, true));
+    }
+
+    #[test]
+    fn the_chat_grows_with_its_users_and_federation_at_esss_tiers() {
+        assert_eq!(chat_server(0, false), (CHAT_SERVER_TYPE, None));
+        assert_eq!(chat_server(500, false), (CHAT_SERVER_TYPE, None));
+        assert_eq!(chat_server(501, false), (CHAT_LARGE_SERVER_TYPE, None));
+        assert_eq!(chat_server(2500, false), (CHAT_LARGE_SERVER_TYPE, None));
+        let (t, note) = chat_server(2501, false);
+        assert_eq!(t, CHAT_LARGE_SERVER_TYPE);
+        assert!(note
+            .unwrap()
+            .contains("2501 possible users: for more than 2500 users"));
+        // Federation needs the large type from the first user.
+        assert_eq!(chat_server(10, true), (CHAT_LARGE_SERVER_TYPE, None));
+        assert_eq!(chat_server(500, true), (CHAT_LARGE_SERVER_TYPE, None));
+        let (t, note) = chat_server(501, true);
+        assert_eq!(t, CHAT_LARGE_SERVER_TYPE);
+        assert!(note.unwrap().contains("federated"));
+    }
 
     #[test]
     fn a_meeting_holds_what_the_cost_model_says() {

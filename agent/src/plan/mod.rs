@@ -3,6 +3,7 @@
 
 pub mod cost_model;
 pub mod hours;
+pub mod measured;
 pub mod prices;
 pub mod report;
 pub mod stream;
@@ -25,6 +26,9 @@ pub struct Plan {
     /// The servers' cost plus the streams' traffic beyond what they include.
     pub total_micro_eur: u64,
     pub warnings: Vec<String>,
+    /// Each room's people: declared in event.toml, or measured by the
+    /// autopilot in an earlier run (measured.json).
+    pub peaks: Vec<measured::PeakUsed>,
     pub price_source: String,
     pub price_date: String,
 }
@@ -74,8 +78,25 @@ impl Plan {
     }
 }
 
-/// Sizes and prices the venue for `event`.
+/// Sizes and prices the venue for `event` as declared.
 pub fn plan(event: &Event, prices: &PriceTable) -> Result<Plan> {
+    plan_measured(event, prices, None)
+}
+
+/// Sizes and prices the venue for `event`, each room by its measured peak
+/// where `measured` has a usable one (see [`measured::apply`]).
+pub fn plan_measured(
+    event: &Event,
+    prices: &PriceTable,
+    measured: Option<&measured::Measured>,
+) -> Result<Plan> {
+    let (event, peaks) = measured::apply(event, measured);
+    let mut plan = plan_rooms(&event, prices)?;
+    plan.peaks = peaks;
+    Ok(plan)
+}
+
+fn plan_rooms(event: &Event, prices: &PriceTable) -> Result<Plan> {
     let mut warnings = Vec::new();
     let mut wanted: Vec<(Role, &str, u32, Vec<Window>)> = Vec::new();
     let media = hours::media_windows(event);
@@ -123,8 +144,19 @@ pub fn plan(event: &Event, prices: &PriceTable) -> Result<Plan> {
         Role::Portal,
         portal_type,
         u32::from(!has_static(event, Role::Portal)),
-        always,
+        always.clone(),
     ));
+    // The event's one homeserver, up as long as the portal (its login).
+    if let Some(hs) = event.homeserver {
+        let (chat_type, note) = chat_server(event.attendees, hs.federation);
+        warnings.extend(note);
+        wanted.push((
+            Role::Chat,
+            chat_type,
+            u32::from(!has_static(event, Role::Chat)),
+            always,
+        ));
+    }
 
     let total_peak: u64 = event.rooms.iter().map(|r| u64::from(r.peak)).sum();
     if total_peak > u64::from(event.attendees) {
@@ -172,6 +204,7 @@ pub fn plan(event: &Event, prices: &PriceTable) -> Result<Plan> {
         servers,
         streams,
         warnings,
+        peaks: Vec::new(),
         price_source: prices.source.clone(),
         price_date: prices.date.clone(),
     })

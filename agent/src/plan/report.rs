@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use conference::Event;
 use serde_json::{json, Value};
 
+use super::measured::Source;
 use super::prices::{eur, eur_text};
 use super::Plan;
 
@@ -36,7 +37,40 @@ pub fn json(plan: &Plan) -> Value {
         "total_eur": eur(plan.total_micro_eur),
         "prices": { "source": plan.price_source, "date": plan.price_date, "currency": "EUR", "vat": "excluded" },
         "warnings": plan.warnings,
+        "peaks": plan.peaks,
     })
+}
+
+/// Which rooms' people are declared and which measured, and why a
+/// measurement was left aside.
+fn peaks(out: &mut String, plan: &Plan) {
+    let measured = plan
+        .peaks
+        .iter()
+        .filter(|p| p.source == Source::Measured)
+        .count();
+    let _ = writeln!(
+        out,
+        "\npeople: {} room(s) as declared in event.toml, {measured} as measured by the autopilot",
+        plan.peaks.len() - measured
+    );
+    for p in plan.peaks.iter().filter(|p| p.measured.is_some()) {
+        let _ = match (&p.source, &p.note) {
+            (Source::Measured, _) => writeln!(
+                out,
+                "  {}: {} measured (declared {})",
+                p.room, p.used, p.declared
+            ),
+            (Source::Declared, note) => writeln!(
+                out,
+                "  {}: {} declared (measured {} not used: {})",
+                p.room,
+                p.used,
+                p.measured.unwrap_or_default(),
+                note.as_deref().unwrap_or("")
+            ),
+        };
+    }
 }
 
 pub fn table(plan: &Plan, event: &Event) -> String {
@@ -117,6 +151,7 @@ pub fn table(plan: &Plan, event: &Event) -> String {
             );
         }
     }
+    peaks(&mut out, plan);
     let _ = writeln!(
         out,
         "\nprices: {} table of {}, EUR net of VAT",

@@ -345,3 +345,214 @@ proptest! {
         prop_assert!(a.edges as u64 * a.viewers_per_server >= a.viewers || a.edges == 0);
     }
 }
+
+// ----- measured peaks (plan::measured) -----
+
+fn watched(rooms: &[(&str, u32)], minutes: i64) -> measured::Measured {
+    let start: chrono::DateTime<chrono::Utc> = "2024-06-01T09:00:00Z".parse().unwrap();
+    let mut m = measured::Measured {
+        event: "p".into(),
+        ..Default::default()
+    };
+    let samples: Vec<measured::Sample> = rooms
+        .iter()
+        .map(|(room, people)| measured::Sample {
+            room: (*room).into(),
+            people: *people,
+        })
+        .collect();
+    measured::merge(&mut m, &samples, start);
+    measured::merge(&mut m, &samples, start + chrono::Duration::minutes(minutes));
+    m
+}
+
+#[test]
+fn a_measured_peak_sizes_its_room_and_the_report_says_so() {
+    // Two rooms of 150 listeners: 600 units, two BBB servers.
+    let event = event_with(&[(150, false, "bbb"), (150, false, "bbb")], 300, 1);
+    let declared = plan(&event, &PriceTable::bundled()).unwrap();
+    assert_eq!(servers(&declared, Role::Bbb), 2);
+    assert!(declared
+        .peaks
+        .iter()
+        .all(|p| p.source == measured::Source::Declared && p.measured.is_none()));
+
+    // R0 had 40 at most over two hours: 380 units, still two.
+    let m = watched(&[("r0", 40)], 120);
+    let p = plan_measured(&event, &PriceTable::bundled(), Some(&m)).unwrap();
+    assert_eq!(p.peaks[0].source, measured::Source::Measured);
+    assert_eq!((p.peaks[0].declared, p.peaks[0].used), (150, 40));
+    assert_eq!(p.peaks[1].source, measured::Source::Declared);
+    // Both measured low: one server.
+    let m = watched(&[("r0", 40), ("r1", 60)], 120);
+    let p = plan_measured(&event, &PriceTable::bundled(), Some(&m)).unwrap();
+    assert_eq!(servers(&p, Role::Bbb), 1);
+    let json = report::json(&p);
+    assert_eq!(json["peaks"][1]["source"], "measured");
+    assert_eq!(json["peaks"][1]["declared"], 150);
+    assert_eq!(json["peaks"][1]["used"], 60);
+    let table = report::table(&p, &event);
+    assert!(
+        table.contains("people: 0 room(s) as declared in event.toml, 2 as measured"),
+        "{table}"
+    );
+    assert!(table.contains("R1: 60 measured (declared 150)"), "{table}");
+
+    // Watched for ten minutes: too short to use, and said so.
+    let m = watched(&[("r0", 40)], 10);
+    let p = plan_measured(&event, &PriceTable::bundled(), Some(&m)).unwrap();
+    assert_eq!(servers(&p, Role::Bbb), 2);
+    assert_eq!(p.peaks[0].source, measured::Source::Declared);
+    let table = report::table(&p, &event);
+    assert!(
+        table.contains("R0: 150 declared (measured 40 not used: watched for 10 minutes"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_streamed_rooms_stage_is_not_its_audience() {
+    let event = event_with_audience(&[(400, false, "bbb", "")], 400, 1);
+    let m = watched(&[("r0", 8)], 120);
+    let p = plan_measured(&event, &PriceTable::bundled(), Some(&m)).unwrap();
+    assert_eq!(p.peaks[0].used, 400);
+    assert!(p.peaks[0].note.as_deref().unwrap().contains("streamed"));
+    assert_eq!(
+        p.streams.as_ref().unwrap().viewers,
+        plan(&event, &PriceTable::bundled())
+            .unwrap()
+            .streams
+            .unwrap()
+            .viewers
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn more_measured_people_never_fewer_servers(
+        rooms in arb_rooms(),
+        measured_people in prop::collection::vec(0u32..300, 12),
+        more in prop::collection::vec(0u32..200, 12),
+    ) {
+        let event = event_with(&rooms, 1000, 1);
+        let slugs: Vec<String> = event.rooms.iter().map(|r| r.slug.clone()).collect();
+        let of = |people: &[u32]| {
+            let pairs: Vec<(&str, u32)> = slugs.iter().map(String::as_str).zip(people.iter().copied()).collect();
+            watched(&pairs, 120)
+        };
+        let grown: Vec<u32> = measured_people.iter().zip(&more).map(|(a, b)| a + b).collect();
+        let before = plan_measured(&event, &PriceTable::bundled(), Some(&of(&measured_people))).unwrap();
+        let after = plan_measured(&event, &PriceTable::bundled(), Some(&of(&grown))).unwrap();
+        for role in [Role::Bbb, Role::Coturn, Role::Portal] {
+            prop_assert!(servers(&after, role) >= servers(&before, role), "{role}");
+        }
+        let jitsi = |p: &Plan| servers(p, Role::Jitsi) + servers(p, Role::Jvb);
+        prop_assert!(jitsi(&after) >= jitsi(&before));
+        prop_assert!(after.total_micro_eur >= before.total_micro_eur);
+    }
+}
+
+// ----- the chat (Synapse) -----
+
+/// One room of 50, `attendees` registered, and `chat` as the event's
+/// `chat` key or `[chat]` table.
+fn event_with_chat(chat: &str, attendees: u32) -> Event {
+    let s = format!(
+        "id = \"p\"\nname = \"P\"\ntimezone = \"UTC\"\ndomain = \"p.example.org\"\nattendees = {attendees}\n{chat}\n\
+         [[day]]\ndate = \"2024-06-01\"\nopen = \"09:00\"\nclose = \"17:30\"\n\
+         [[day]]\ndate = \"2024-06-02\"\nopen = \"09:00\"\nclose = \"17:30\"\n\
+         [[room]]\nname = \"R0\"\nkind = \"session\"\npeak = 50\n"
+    );
+    Event::parse(Path::new("event.toml"), &s).expect("generated event is valid")
+}
+
+#[test]
+fn the_chat_is_planned_only_when_the_event_runs_its_homeserver() {
+    for chat in [
+        "",
+        "chat = \"https://matrix.to/#/#p:example.org\"",
+        "[chat]\nenable = false",
+    ] {
+        let p = plan(&event_with_chat(chat, 300), &PriceTable::bundled()).unwrap();
+        assert_eq!(servers(&p, Role::Chat), 0, "{chat:?}");
+        assert!(!report::table(&p, &event_with_chat(chat, 300)).contains("\nchat "));
+    }
+
+    let event = event_with_chat("[chat]\nenable = true", 300);
+    let p = plan(&event, &PriceTable::bundled()).unwrap();
+    assert_eq!(servers(&p, Role::Chat), 1);
+    let chat = p.servers.iter().find(|g| g.role == Role::Chat).unwrap();
+    let portal = p.servers.iter().find(|g| g.role == Role::Portal).unwrap();
+    // Up as long as the portal, whose login it uses.
+    assert_eq!(chat.windows, portal.windows);
+    assert_eq!(chat.hours, portal.hours);
+    assert_eq!(chat.server_type, cost_model::CHAT_SERVER_TYPE);
+    let price = PriceTable::bundled().get("cx33", "fsn1").unwrap();
+    assert_eq!(
+        chat.cost_micro_eur,
+        u64::from(chat.hours) * price.hourly_micro_eur
+    );
+    assert_eq!(
+        p.total_micro_eur,
+        p.servers.iter().map(|g| g.cost_micro_eur).sum::<u64>()
+    );
+    let names: Vec<String> = p.fleet().into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"p-chat-1".to_owned()), "{names:?}");
+
+    let table = report::table(&p, &event);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("chat "))
+        .unwrap_or_else(|| panic!("no chat line in\n{table}"));
+    assert!(line.contains("cx33"), "{line}");
+    assert!(
+        line.contains(&prices::eur_text(chat.cost_micro_eur)),
+        "{line}"
+    );
+    assert_eq!(
+        report::json(&p)["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["role"] == "chat")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_bigger_or_federated_chat_gets_the_larger_server() {
+    let ty = |chat: &str, attendees| {
+        let p = plan(&event_with_chat(chat, attendees), &PriceTable::bundled()).unwrap();
+        let g = p.servers.iter().find(|g| g.role == Role::Chat).unwrap();
+        (
+            g.server_type.clone(),
+            p.warnings.iter().any(|w| w.contains("possible users")),
+        )
+    };
+    assert_eq!(ty("[chat]\nenable = true", 500), ("cx33".into(), false));
+    assert_eq!(ty("[chat]\nenable = true", 501), ("ccx33".into(), false));
+    assert_eq!(ty("[chat]\nenable = true", 3000), ("ccx33".into(), true));
+    assert_eq!(
+        ty("[chat]\nenable = true\nfederation = true", 100),
+        ("ccx33".into(), false)
+    );
+}
+
+#[test]
+fn a_static_chat_host_means_no_rented_one() {
+    let mut event = event_with_chat("[chat]\nenable = true", 300);
+    event.static_hosts.push(conference::StaticHost {
+        name: "coop".into(),
+        address: "192.0.2.5".into(),
+        ssh_port: 22,
+        host_key: "ssh-ed25519 AAAA".into(),
+        roles: vec![Role::Chat],
+        cores: 4,
+        configuration: None,
+    });
+    let p = plan(&event, &PriceTable::bundled()).unwrap();
+    assert_eq!(servers(&p, Role::Chat), 0);
+}

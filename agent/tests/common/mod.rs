@@ -265,3 +265,41 @@ pub fn on_test_host(netns: &str, script: &str, input: &str) -> std::process::Out
         .unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// Reboots a test host: its boot's sshd stops, and the host's boot loop
+/// kills what that boot started and boots again (what its hw/mode says).
+pub fn reboot_test_host(netns: &str) {
+    let out = on_test_host(netns, "kill $(cat /run/sshd.pid)", "");
+    assert!(out.status.success(), "reboot {netns}: {out:?}");
+}
+
+/// `GET http://ADDRESS/PATH` (port 80): the status code, or None when
+/// nothing answers within two seconds.
+pub fn http_status(address: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = format!("{address}:80").parse().ok()?;
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = String::new();
+    let _ = tcp.read_to_string(&mut head);
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Polls `f` until it is true or `secs` have passed; false then.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -704,9 +704,13 @@ case $mode in
     ln -s $root/system /run/current-system ;;
   *)
     mount --bind $D/etc/os-release-$mode /etc/os-release
-    # The boot loader starts what the system profile names.
+    # The boot loader starts what the system profile names, and the system
+    # starts its services as systemd would (a toy system's bin/boot).
     if [ -e /nix/var/nix/profiles/system ]; then
       ln -s "$(readlink -f /nix/var/nix/profiles/system)" /run/current-system
+      if [ -x /run/current-system/bin/boot ]; then
+        setsid sh /run/current-system/bin/boot </dev/null >>$D/services.log 2>&1 &
+      fi
     fi ;;
 esac
 hostname {name}

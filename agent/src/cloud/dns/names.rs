@@ -1,6 +1,9 @@
 //! Which names a venue has, and the records they get: every host at
 //! `<host>.<domain>` (as the NixOS hosts call themselves, nix/lib.nix's
-//! publicName), and the portal also at the event's domain itself. Jitsi,
+//! publicName), the portal also at the event's domain itself, and the chat
+//! host also at `chat.<domain>` (Synapse's public_baseurl and Element,
+//! modules/chat.nix; the Matrix server name, the domain, is delegated to it
+//! by the portal's `/.well-known/matrix/*`). Jitsi,
 //! each BigBlueButton server and TURN are served at their host's name, so
 //! the host names are the names the roles serve.
 
@@ -36,13 +39,25 @@ pub fn in_domain(domain: &str, fqdn: &str) -> bool {
     fqdn == domain || fqdn.ends_with(&format!(".{domain}"))
 }
 
-/// The names of hosts `(name, role)`: each host's, and the domain for a portal.
+/// The public name of the event's homeserver and Element.
+pub fn chat_name(domain: &str) -> String {
+    format!("chat.{domain}").to_ascii_lowercase()
+}
+
+/// The names of hosts `(name, role)`: each host's, the domain for a portal,
+/// and `chat.<domain>` for the chat host.
 pub fn names<'a>(domain: &str, hosts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
     let mut out = BTreeSet::new();
     for (name, role) in hosts {
         out.insert(format!("{name}.{domain}").to_ascii_lowercase());
-        if role == "portal" {
-            out.insert(domain.to_ascii_lowercase());
+        match role {
+            "portal" => {
+                out.insert(domain.to_ascii_lowercase());
+            }
+            "chat" => {
+                out.insert(chat_name(domain));
+            }
+            _ => {}
         }
     }
     out.into_iter().collect()
@@ -136,6 +151,43 @@ mod tests {
             .collect();
         assert_eq!(apex.len(), 2);
         assert!(apex.iter().all(|w| w.rel == "@"));
+    }
+
+    #[test]
+    fn the_chat_host_is_also_chat_at_the_domain() {
+        let fleet = Fleet {
+            event: "ev".into(),
+            domain: "ev.example.org".into(),
+            acme_email: None,
+            tls: true,
+            servers: vec![
+                server("ev-portal-1", "portal", "192.0.2.1", None),
+                server("ev-chat-1", "chat", "192.0.2.4", Some("2001:db8::4")),
+            ],
+        };
+        let got: Vec<(String, &str, Vec<String>)> = wanted("example.org", &fleet)
+            .into_iter()
+            .map(|w| (w.rel, w.kind, w.values))
+            .collect();
+        let set =
+            |rel: &str, kind: &'static str, v: &str| (rel.to_owned(), kind, vec![v.to_owned()]);
+        assert_eq!(
+            got,
+            vec![
+                set("chat.ev", "A", "192.0.2.4"),
+                set("chat.ev", "AAAA", "2001:db8::4"),
+                set("ev-chat-1.ev", "A", "192.0.2.4"),
+                set("ev-chat-1.ev", "AAAA", "2001:db8::4"),
+                set("ev-portal-1.ev", "A", "192.0.2.1"),
+                set("ev", "A", "192.0.2.1"),
+            ]
+        );
+        // Only the chat role has that name.
+        assert_eq!(
+            names("ev.example.org", [("ev-bbb-1", "bbb")]),
+            vec!["ev-bbb-1.ev.example.org"]
+        );
+        assert_eq!(chat_name("Ev.Example.org"), "chat.ev.example.org");
     }
 
     #[test]
