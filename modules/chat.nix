@@ -36,14 +36,34 @@
 #   into the unwrapped config.json with jq's `*` (element-web-unwrapped
 #   @ 95fdc59940dc: config.sample.json with disable_guests).
 # - nixos/tests/matrix/synapse.nix @ 01f31c2ee7d0 (database with C collation).
+# - pkgs/build-support/trivial-builders/default.nix (stored copy):
+#   writeShellApplication writes bash with `set -o errexit/nounset/pipefail`
+#   and PATH from runtimeInputs before the text, and checks it with `bash -n`
+#   and ShellCheck (scripts/check-wrapped-scripts runs the same on
+#   chat-export-rooms.sh); the program is `<out>/bin/<name>`.
 # - nginx/default.nix (stored copies): a vhost's `listen`, when not empty,
 #   replaces the default listen list; forceSSL redirects its non-ssl entries.
 # - Synapse 1.163.2 (the portal's test virtualenv): config/key.py and
 #   registration.py (inline secrets or *_path), oidc.py (client_secret_path
 #   is read with only "\n" stripped: the copy here is trimmed as the portal
-#   trims it), handlers/auth.py (sso.client_whitelist is a prefix match),
+#   trims it; idp_id matches [A-Za-z0-9._~-]+ and is recorded as
+#   `oidc-<idp_id>`, except the legacy "oidc"), handlers/auth.py
+#   (sso.client_whitelist is a prefix match),
 #   storage/engines/postgres.py (collation and ctype must be C),
-#   app/homeserver.py (`/health` on every HTTP listener).
+#   app/homeserver.py (`/health` on every HTTP listener),
+#   config/user_directory.py (`user_directory.enabled`, default true: with
+#   only search_all_users false the search still finds everyone who shares
+#   a public room), rest/admin/rooms.py (the room list by offset with
+#   `next_batch`; a room's details, with its topic; a room's messages,
+#   `dir=f` from the start without `from`, paged by `end`) and
+#   rest/admin/register.py (shared-secret registration, mac as the export
+#   script computes it): what chat-export-rooms.sh reads, checked against a
+#   running Synapse 1.163.2 (two rooms, 1213 events, pages of 1000).
+#
+# The admin API (`/_synapse/admin/`) is served by nginx only to loopback and
+# to `adminFrom` (the portal's addresses when it runs elsewhere: its bot
+# registers, joins users and deactivates them through it); everyone else
+# gets 403, and Synapse asks an admin's token besides.
 { config, lib, pkgs, ... }:
 
 let
@@ -57,6 +77,9 @@ let
   dbUser = "matrix-synapse";
   group = "matrix-synapse";
   archiveFile = "/var/lib/venue-chat/synapse.pgdump";
+  roomsFile = "/var/lib/venue-chat/rooms.json";
+  # The export's own admin account's token (root, 0600).
+  archiveTokenFile = "/var/lib/venue-chat/archive-admin-token";
 
   secretFiles = [ cfg.oidc.clientSecretFile cfg.macaroonSecretFile cfg.formSecretFile cfg.registrationSecretFile ];
 
@@ -128,6 +151,17 @@ let
     mv ${archiveFile}.new ${archiveFile}
   '';
 
+  # archive.nix: every room's history as JSON, through the admin API on
+  # loopback (chat-export-rooms.sh says how; no secret on a command line).
+  exportRooms = pkgs.writeShellApplication {
+    name = "venue-chat-export-rooms";
+    runtimeInputs = [ pkgs.coreutils pkgs.curl pkgs.jq ];
+    text = builtins.readFile ./chat-export-rooms.sh;
+  };
+
+  allowOnly = addresses: lib.concatMapStrings (a: "allow ${a};\n") addresses + "deny all;\n";
+  adminFrom = [ "127.0.0.1" "::1" ] ++ cfg.adminFrom;
+
   # Federation: Synapse's federation resource, and nginx on 8448 besides 443.
   listenWithFederation = lib.concatMap
     (addr: [
@@ -181,6 +215,18 @@ in
       description = "Synapse's HTTP listener on 127.0.0.1; nginx proxies to it.";
     };
 
+    adminFrom = lib.mkOption {
+      type = listOf str;
+      default = [ ];
+      example = [ "203.0.113.2" "2001:db8::2" ];
+      description = ''
+        Addresses that may reach Synapse's admin API (`/_synapse/admin/`)
+        through nginx: the portal's, when it runs on another host (its bot
+        manages rooms and users with it). Loopback always may; everyone else
+        gets 403.
+      '';
+    };
+
     federation.enable = lib.mkEnableOption ''
       federation with other homeservers: Synapse's federation resource,
       nginx on 8448 too, and matrix.org as trusted key server. Off: no
@@ -206,6 +252,16 @@ in
         default = "${venue.secretsDir}/oidc-client-secret";
         defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/oidc-client-secret"'';
         description = "The client secret shared with the portal (at least 16 characters).";
+      };
+
+      idpId = lib.mkOption {
+        type = strMatching "[A-Za-z0-9._~-]+";
+        default = "venue";
+        description = ''
+          Synapse's idp_id of the portal. Synapse records the portal's
+          subjects under `oidc-<idpId>`, which the portal's `[chat]
+          auth_provider` names.
+        '';
       };
 
       idpName = lib.mkOption {
@@ -276,13 +332,16 @@ in
         password_config.enabled = false;
         allow_guest_access = false;
         report_stats = false;
+        # The portal has its own opt-in directory of attendees; Synapse's
+        # search would list everyone who shares a public room with the asker.
+        user_directory.enabled = false;
         # null is dropped from the file: every server is then allowed.
         federation_domain_whitelist = if cfg.federation.enable then null else [ ];
         # Element, and nothing else, gets the login token without a
         # "continue to" page.
         sso.client_whitelist = [ "${baseUrl}/" ];
         oidc_providers = [{
-          idp_id = "venue";
+          idp_id = cfg.oidc.idpId;
           idp_name = cfg.oidc.idpName;
           inherit (cfg.oidc) issuer;
           client_id = cfg.oidc.clientId;
@@ -357,6 +416,9 @@ in
         '';
         "/_matrix" = proxy;
         "/_synapse/client" = proxy;
+        "/_synapse/admin" = proxy // {
+          extraConfig = proxy.extraConfig + allowOnly adminFrom;
+        };
       };
     } // lib.optionalAttrs cfg.federation.enable {
       listen = listenWithFederation;
@@ -366,10 +428,23 @@ in
 
     services.venue.healthz.checks.chat = "http://127.0.0.1:${toString cfg.port}/health";
 
-    # What outlives the event (archive.nix): Synapse's database.
-    services.venue.archive.items."synapse.pgdump" = {
-      path = archiveFile;
-      dump = "${dumpDatabase}";
+    # What outlives the event (archive.nix): Synapse's database, and every
+    # room's history as JSON that needs no Synapse to read.
+    services.venue.archive.items = {
+      "synapse.pgdump" = {
+        path = archiveFile;
+        dump = "${dumpDatabase}";
+      };
+      "rooms.json" = {
+        path = roomsFile;
+        dump = lib.escapeShellArgs [
+          "${exportRooms}/bin/venue-chat-export-rooms"
+          "http://127.0.0.1:${toString cfg.port}"
+          cfg.registrationSecretFile
+          archiveTokenFile
+          roomsFile
+        ];
+      };
     };
   };
 }

@@ -18,7 +18,11 @@
 # homeserver (docs/portal.md, `[oidc]`); with `matrixHost` its nginx
 # delegates the event's Matrix server name to the chat host
 # (`/.well-known/matrix/{server,client}`, as Synapse's and the Matrix
-# specification's server and client discovery read them).
+# specification's server and client discovery read them); with `chat` it
+# keeps the homeserver's rooms in step with the event (`[chat]`: its bot
+# uses Synapse's admin API, on loopback when Synapse runs on this host, else
+# through the chat host's nginx, which lets only the portal's addresses in;
+# chat.nix `adminFrom`).
 { config, lib, pkgs, ... }:
 
 let
@@ -72,6 +76,16 @@ let
       redirect_uri = cfg.oidc.redirectUri;
       token_ttl_seconds = cfg.oidc.tokenTtlSeconds;
     };
+  } // lib.optionalAttrs (cfg.chat != null) {
+    chat = {
+      homeserver_url = cfg.chat.homeserverUrl;
+      server_name = cfg.chat.serverName;
+      registration_shared_secret_file = "${credDir}/synapse-registration-secret";
+      element_url = cfg.chat.elementUrl;
+      auth_provider = cfg.chat.authProvider;
+    } // lib.optionalAttrs (cfg.chat.syncIntervalSeconds != null) {
+      sync_interval_seconds = cfg.chat.syncIntervalSeconds;
+    };
   } // lib.optionalAttrs (venue.turn.host != null) {
     turn = {
       uris = [
@@ -93,11 +107,18 @@ let
     ++ lib.optional (venue.turn.host != null) { name = "turn-secret"; file = venue.turn.secretFile; }
     ++ lib.optional (cfg.captureRtmpUrl != null) { name = "capture-secret"; file = "${venue.secretsDir}/capture-secret"; }
     ++ lib.optional (cfg.oidc != null) { name = "oidc-client-secret"; file = cfg.oidc.clientSecretFile; }
+    ++ lib.optional (cfg.chat != null) { name = "synapse-registration-secret"; file = cfg.chat.registrationSecretFile; }
     ++ lib.optionals (cfg.poolFile != null) [
       { name = "pool-bbb-secret"; file = "${venue.secretsDir}/bbb-secret"; }
       { name = "pool-api-secret"; file = "${venue.secretsDir}/capture-secret"; }
     ];
   credentials = map (c: "${c.name}:${c.file}") secretFiles;
+
+  # The homeserver as chat.nix declares it (on this host or another, with
+  # the same defaults); the module may be absent where the portal is used
+  # alone.
+  chatHere = venue.chat.enable or false;
+  chatHostName = venue.chat.hostName or "chat.${venue.domain}";
 
   # Matrix server discovery for the event's server name (the domain): JSON
   # answered by nginx, readable by Element on another origin.
@@ -242,6 +263,57 @@ in
       });
     };
 
+    chat = lib.mkOption {
+      default = null;
+      description = ''
+        The event's Matrix homeserver, which the portal keeps in step with
+        the event (`[chat]`: rooms, invitations, topics, revoked tickets) as
+        its own bot, an admin registered with Synapse's shared secret.
+        Needs {option}`oidc` (users are found by their OpenID Connect
+        subject). Null: no chat features.
+      '';
+      type = nullOr (submodule {
+        options = {
+          homeserverUrl = lib.mkOption {
+            type = str;
+            default = if chatHere then "http://127.0.0.1:${toString venue.chat.port}" else "https://${chatHostName}";
+            defaultText = lib.literalMD "Synapse on loopback when the chat runs on this host, else `https://<chat hostName>`";
+            description = "The client and admin API as the portal reaches them.";
+          };
+          serverName = lib.mkOption {
+            type = str;
+            default = venue.chat.serverName or venue.domain;
+            defaultText = lib.literalExpression "config.services.venue.chat.serverName";
+            description = "Synapse's server_name: user IDs and aliases end in it.";
+          };
+          elementUrl = lib.mkOption {
+            type = str;
+            default = "https://${chatHostName}";
+            defaultText = lib.literalExpression ''"https://''${config.services.venue.chat.hostName}"'';
+            description = "Element, where the portal's Chat buttons open rooms.";
+          };
+          authProvider = lib.mkOption {
+            type = str;
+            # Synapse prefixes every idp_id but the legacy "oidc" (config/oidc.py).
+            default = let id = venue.chat.oidc.idpId or "venue"; in if id == "oidc" then id else "oidc-${id}";
+            defaultText = lib.literalExpression ''"oidc-''${config.services.venue.chat.oidc.idpId}"'';
+            description = "The IdP ID under which Synapse records the portal's subjects: `oidc-` and its provider's idp_id.";
+          };
+          registrationSecretFile = lib.mkOption {
+            type = str;
+            default = "${venue.secretsDir}/synapse-registration-secret";
+            defaultText = lib.literalExpression ''"''${config.services.venue.secretsDir}/synapse-registration-secret"'';
+            description = "Synapse's registration shared secret (the agent's file; the service gets it as a credential).";
+          };
+          syncIntervalSeconds = lib.mkOption {
+            type = nullOr (numbers.between 0.2 3600);
+            default = null;
+            description = "Seconds between two passes of the room sync; null: the portal's default (30).";
+          };
+        };
+      });
+    };
+
     matrixHost = lib.mkOption {
       type = nullOr str;
       default = null;
@@ -347,6 +419,11 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [{
+      assertion = cfg.chat == null || cfg.oidc != null;
+      message = "services.venue.portal.chat needs services.venue.portal.oidc: the portal finds the homeserver's users by their OpenID Connect subject";
+    }];
+
     # Wire in the roles that run on this very host.
     services.venue.portal = {
       jitsi = lib.mkIf (venue.jitsi.enable or false) {
@@ -362,6 +439,7 @@ in
         redirectUri = lib.mkDefault "https://${venue.chat.hostName}/_synapse/client/oidc/callback";
       };
       matrixHost = lib.mkIf (venue.chat.enable or false) (lib.mkDefault venue.chat.hostName);
+      chat = lib.mkIf chatHere (lib.mkDefault { });
       bbbServers = lib.mkIf (venue.bbb.enable or false) [{
         name = config.networking.hostName;
         url = "https://${venue.bbb.hostName}/bigbluebutton/api";

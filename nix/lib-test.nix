@@ -1,6 +1,6 @@
 # Evaluates nix/lib.nix's mkFleet without nixpkgs: nixosSystem is a stub
 # that returns its arguments, and the host module gets a stub lib. Run:
-#   nix-instantiate --eval --strict nix/lib-test.nix
+#   nix-instantiate --eval --strict --read-write-mode nix/lib-test.nix
 # It throws on the first failed check and otherwise prints the host names.
 let
   fleetLib = import ./lib.nix {
@@ -72,6 +72,20 @@ let
   };
   twoChatsVenue = ((builtins.elemAt (fleetLib.mkFleet { fleet = twoChats; }).lpc-2020-chat-1.modules 2) { lib = stubLib; }).services.venue;
 
+  # The chat host's settings with event.toml `text` (null: no event file).
+  chatWith = text:
+    let hosts' = fleetLib.mkFleet ({ inherit fleet; } // (if text == null then { } else { eventFile = builtins.toFile "event.toml" text; }));
+    in ((builtins.elemAt hosts'.lpc-2020-chat-1.modules 2) { lib = stubLib; }).services.venue.chat;
+  federated = chatWith "[chat]\nenable = true\nfederation = true\n";
+  # A static host with the portal and the chat: the bot uses loopback.
+  together = fleet // {
+    servers = builtins.filter (s: s.role != "portal" && s.role != "chat") fleet.servers ++ [
+      { name = "coop"; role = "portal"; server_type = "static"; location = "static"; ipv4 = "192.0.2.5"; ipv6 = null; static = true; configuration = "/etc/coop/configuration.nix"; }
+      { name = "coop"; role = "chat"; server_type = "static"; location = "static"; ipv4 = "192.0.2.5"; ipv6 = null; static = true; configuration = "/etc/coop/configuration.nix"; }
+    ];
+  };
+  togetherVenue = ((builtins.elemAt (fleetLib.mkFleet { fleet = together; }).coop.modules 2) { lib = stubLib; }).services.venue;
+
   checks = [
     (check (staticHosts ? coop && !(staticHosts ? lpc-2020-portal-1)) "a static host gets a system only with a configuration")
     (check (builtins.elemAt staticHosts.coop.modules 3 == /etc/coop/configuration.nix) "its own configuration is imported")
@@ -108,11 +122,16 @@ let
     (check (map (b: b.statsUrl) portal.jitsi.bridges == [ "https://lpc-2020-jitsi-1.lpc.example.org/colibri/stats" "https://lpc-2020-jvb-1.lpc.example.org/colibri/stats" ]) "and every bridge's load")
     (check ((venue "lpc-2020-jitsi-1").jitsi.statsFrom == [ "198.51.100.2" "2001:db8:5::1" ] && (venue "lpc-2020-jvb-1").jvb.statsFrom == [ "198.51.100.2" "2001:db8:5::1" ]) "only the portal may read them")
     (check (!(portal ? eventFile)) "no eventFile unless given")
-    (check ((venue "lpc-2020-chat-1").chat == { enable = true; hostName = "chat.lpc.example.org"; serverAliases = [ "lpc-2020-chat-1.lpc.example.org" ]; }) "the chat host serves chat.<domain>, and its own name")
+    (check (let c = chatWith null; in c.enable && c.hostName == "chat.lpc.example.org" && c.serverAliases == [ "lpc-2020-chat-1.lpc.example.org" ]) "the chat host serves chat.<domain>, and its own name")
+    (check ((chatWith null).adminFrom == [ "198.51.100.2" "2001:db8:5::1" ]) "only the portal's addresses reach the admin API")
+    (check (!(chatWith null).federation.enable && !(chatWith "chat = \"https://chat.example.org/\"\n").federation.enable && !(chatWith "[chat]\nenable = true\n").federation.enable) "no federation unless event.toml asks")
+    (check federated.federation.enable "federation as event.toml's [chat] says")
+    (check (togetherVenue.chat.adminFrom == [ ] && togetherVenue.portal.chat == { }) "a portal beside the chat reaches it on loopback: no address let in")
     (check ((venue "lpc-2020-chat-1").domain == "lpc.example.org") "the chat's server name is the event's domain")
     (check (portal.oidc == { redirectUri = "https://chat.lpc.example.org/_synapse/client/oidc/callback"; }) "the portal's OIDC client calls back to the chat host")
     (check (portal.matrixHost == "chat.lpc.example.org") "the portal delegates the Matrix server name to the chat host")
-    (check (!(noChatPortal ? oidc) && !(noChatPortal ? matrixHost)) "no chat host: no OIDC client, no delegation")
+    (check (portal.chat == { }) "the portal keeps the chat's rooms (portal.nix's defaults say where)")
+    (check (!(noChatPortal ? oidc) && !(noChatPortal ? matrixHost) && !(noChatPortal ? chat)) "no chat host: no OIDC client, no delegation, no rooms")
     (check (!(builtins.tryEval (builtins.deepSeq twoChatsVenue.chat true)).success) "a second chat server is refused")
     (check (!((venue "lpc-2020-bbb-1") ? chat) && !((venue "lpc-2020-chat-1") ? portal)) "the chat role only on the chat host")
     (check ((builtins.tryEval (fleetLib.mkFleet { fleet = { servers = [ ]; }; })).success == false) "fleet without domain is refused")

@@ -19,7 +19,10 @@
 # (profile, network), to which its roles are added; otherwise its owner
 # deploys it with nixos-rebuild. All hosts count for the wiring: where TURN,
 # the Jitsi main host and the BBB servers are, and the chat: a `chat` host
-# serves `chat.<domain>` and the portal is its OpenID Connect provider.
+# serves `chat.<domain>`, the portal is its OpenID Connect provider and keeps
+# its rooms (`[chat]`) through its admin API, which the chat host's nginx
+# opens to the portal's addresses only; federation as event.toml's `[chat]
+# federation` says (read from `eventFile`; off without it).
 #
 # fleet.json also carries `acme_email` (event.toml's `[tls] email`: every
 # host gets it, as nixpkgs' security.acme requires one for per-host
@@ -89,6 +92,10 @@ in
       # the domain, delegated by the portal); the portal is its login.
       chatHosts = withRole "chat";
       chatName = "chat.${fleet.domain}";
+      eventToml = if eventFile == null then { } else builtins.fromTOML (builtins.readFile (toString eventFile));
+      # `chat` is either a link (a string) or the `[chat]` table.
+      chatTable = let c = eventToml.chat or null; in if builtins.isAttrs c then c else { };
+      chatFederation = (chatTable.enable or false) && (chatTable.federation or false);
 
       roleConfig = s: {
         bbb = {
@@ -173,6 +180,9 @@ in
               enable = true;
               hostName = chatName;
               serverAliases = [ (publicName s) ];
+              # The portal's bot, when it runs elsewhere (beside it: loopback).
+              adminFrom = builtins.concatMap addresses (filter (p: p.name != s.name) (withRole "portal"));
+              federation.enable = chatFederation;
             };
         };
 
@@ -204,6 +214,8 @@ in
           // optionalAttrs (chatHosts != [ ]) {
             oidc.redirectUri = "https://${chatName}/_synapse/client/oidc/callback";
             matrixHost = chatName;
+            # Rooms kept in step; portal.nix's defaults say where Synapse is.
+            chat = { };
           }
           // optionalAttrs (eventFile != null) { eventFile = eventInStore eventFile; };
         };

@@ -279,7 +279,7 @@ pkgs.testers.runNixOSTest {
           )
           assert status == "403", status
 
-      with subtest("the shared registration secret makes an admin (admin API on loopback only)"):
+      with subtest("the shared registration secret makes an admin (admin API: loopback and adminFrom only)"):
           api = "http://127.0.0.1:8008/_synapse/admin/v1/register"
 
           def register(secret, user):
@@ -297,7 +297,24 @@ pkgs.testers.runNixOSTest {
               " http://127.0.0.1:8008/_synapse/admin/v2/users/@ada.lovelace:test"
           ))
           assert ada["displayname"] == "Ada Lovelace", ada
-          assert client.succeed("curl -s -o /dev/null -w '%{http_code}' https://chat.test/_synapse/admin/v1/register") == "404"
+          assert client.succeed("curl -s -o /dev/null -w '%{http_code}' https://chat.test/_synapse/admin/v1/register") == "403"
+
+      with subtest("the archive item exports every room's history"):
+          room = json.loads(json_post(chat, "http://127.0.0.1:8008/_matrix/client/v3/createRoom",
+                                      {"name": "Hallway", "topic": "Talk here"},
+                                      f"-H 'Authorization: Bearer {orga['access_token']}'"))["room_id"]
+          chat.succeed(
+              f"curl -sf -X PUT -H 'Authorization: Bearer {orga['access_token']}' -d '{{\"msgtype\": \"m.text\", \"body\": \"hello archive\"}}'"
+              f" http://127.0.0.1:8008/_matrix/client/v3/rooms/{room}/send/m.room.message/t1"
+          )
+          item = json.loads(chat.succeed("cat /etc/venue/archive.json"))["items"]["rooms.json"]
+          chat.succeed(item["dump"])
+          rooms = json.loads(chat.succeed(f"cat {item['path']}"))["rooms"]
+          hallway = [r for r in rooms if r["room_id"] == room][0]
+          assert (hallway["name"], hallway["topic"]) == ("Hallway", "Talk here"), hallway
+          assert hallway["events"][-1]["content"]["body"] == "hello archive", hallway
+          assert hallway["events"][-1]["sender"] == "@orga:test", hallway
+          chat.succeed(f"! grep -rqF {shlex.quote(secrets['synapse-registration-secret'])} {item['path']} /var/lib/venue-chat/archive-admin-token")
 
       with subtest("the archive item dumps Synapse's database"):
           item = json.loads(chat.succeed("cat /etc/venue/archive.json"))["items"]["synapse.pgdump"]
