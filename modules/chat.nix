@@ -328,6 +328,14 @@ in
             user = dbUser;
           };
         };
+        # A session's room fills when its talk starts: Synapse's default
+        # (1 join a second per room after a burst of 10,
+        # synapse/config/ratelimiting.py in 1.163.2) would keep the 100th
+        # attendee of a room waiting about 90 s.
+        rc_joins_per_room = {
+          per_second = 50;
+          burst_count = 500;
+        };
         enable_registration = false;
         password_config.enabled = false;
         allow_guest_access = false;
