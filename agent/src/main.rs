@@ -207,7 +207,7 @@ enum ImageCommand {
         event: Option<PathBuf>,
         /// CPU architecture of the servers that will boot it.
         #[arg(long, value_enum, default_value = "x86")]
-        arch: commands::image::Arch,
+        arch: venue_agent::images::Arch,
         /// Hetzner location of the build server (default: the event's, else fsn1).
         #[arg(long)]
         location: Option<String>,
@@ -271,7 +271,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             // Live prices with HCLOUD_TOKEN, else the bundled table.
             let (prices, warning) =
-                commands::block_on(venue_agent::cloud::pricing::live_or_bundled());
+                venue_agent::runtime::block_on(venue_agent::cloud::pricing::live_or_bundled());
             if let Some(w) = warning {
                 eprintln!("warning: {w}");
             }

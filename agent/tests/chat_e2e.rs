@@ -86,6 +86,12 @@ fn browser(state: &Path, roots: &[&Path]) -> reqwest::Client {
         .unwrap()
 }
 
+/// The end of the portal's log on its host.
+fn portal_log(netns: &str) -> String {
+    let out = common::on_test_host(netns, "tail -n 40 /var/lib/venue/run/portal.log", "");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn sha256_hex(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
     Sha256::digest(&bytes)
@@ -193,6 +199,61 @@ fn chat_rehearsal_logs_ticket_holders_in_and_archives_the_rooms() {
         message["message"]
     );
 
+    // --- Synapse stopped behind nginx: exactly the chat's probes fail, with
+    // nginx's 502; the host's activation starts it again.
+    let chat_ns = hosts.with_host(&chat_host, |h| h.netns.clone()).unwrap();
+    let out = common::on_test_host(&chat_ns, "kill $(cat /var/lib/venue/run/synapse.pid)", "");
+    assert!(out.status.success(), "{out:?}");
+    let out = venue(&[
+        "check",
+        &event,
+        "--state",
+        &s,
+        "--resolver",
+        &names.dns.to_string(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a failed probe exits 1");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut failed: Vec<(String, String, String)> = report["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["ok"] == false)
+        .map(|p| {
+            (
+                p["host"].as_str().unwrap().to_owned(),
+                p["probe"].as_str().unwrap().to_owned(),
+                p["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    failed.sort();
+    let probes: Vec<&str> = failed.iter().map(|(_, p, _)| p.as_str()).collect();
+    assert_eq!(
+        probes,
+        ["chat discovery", "chat login flows", "chat message"],
+        "{failed:#?}"
+    );
+    for (host, _, message) in &failed {
+        assert_eq!(host, &chat_host);
+        assert!(
+            message.contains(&format!("chat on {chat_host} ({chat_ip})"))
+                && message.contains("502"),
+            "{message}"
+        );
+    }
+    let out = common::on_test_host(
+        &chat_ns,
+        "sh /nix/var/nix/profiles/system/services/bin/start",
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "restarting the chat host's services: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // --- ticket holders log in through the portal and talk.
     let client = browser(
         &state,
@@ -233,7 +294,10 @@ fn chat_rehearsal_logs_ticket_holders_in_and_archives_the_rooms() {
                     eprintln!("waiting for {alias}: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(e) => panic!("{alias} never became joinable: {e}"),
+                Err(e) => panic!(
+                    "{alias} never became joinable: {e}\nthe portal's log:\n{}",
+                    portal_log(&portal_ns)
+                ),
             }
         };
         let sent = ada_m.send_text(&room, &text).await.unwrap();
@@ -258,7 +322,23 @@ fn chat_rehearsal_logs_ticket_holders_in_and_archives_the_rooms() {
             sso_time.as_secs_f64()
         );
 
-        // A revoked ticket: no new login, and the session it has ends.
+        // A revoked ticket: no new login, and the session it has ends. The
+        // portal deactivates the Matrix users its sync has seen: wait for it
+        // to see Grace's (a ticket revoked before that keeps its account).
+        let seen = common::eventually(30, || {
+            let out = common::on_test_host(
+                &portal_ns,
+                "python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT count(*) FROM chat_users WHERE user_id = ?\", (sys.argv[2],)).fetchone()[0])' /var/lib/venue/portal/portal.sqlite \"$(cat)\"",
+                &grace.user_id,
+            );
+            String::from_utf8_lossy(&out.stdout).trim() == "1"
+        });
+        assert!(
+            seen,
+            "the portal's sync never mapped {}: {}",
+            grace.user_id,
+            portal_log(&portal_ns)
+        );
         let out = common::on_test_host(
             &portal_ns,
             "PATH=/nix/var/nix/profiles/system/sw/bin:$PATH venue-portal-ctl tickets revoke grace@example.org",
@@ -277,7 +357,10 @@ fn chat_rehearsal_logs_ticket_holders_in_and_archives_the_rooms() {
                     let _ = r;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                r => panic!("the revoked ticket's Matrix session still works: {r:?}"),
+                r => panic!(
+                    "the revoked ticket's Matrix session still works: {r:?}\n{}",
+                    portal_log(&portal_ns)
+                ),
             }
         }
         // Ada is unaffected.

@@ -27,7 +27,7 @@ fn venue(url: &str, token: &str, args: &[&str]) -> Output {
 /// primary IP, and an unlabelled server and primary IP.
 fn others(url: &str, token: &str) {
     let c = client(url, token);
-    venue_agent::commands::block_on(async {
+    venue_agent::runtime::block_on(async {
         for (name, labels) in [
             (
                 "other-bbb-1",
@@ -345,7 +345,7 @@ fn down_checks_labels_itself_even_when_the_api_ignores_the_selector() {
     ok(&venue(&url, &token, &["up", e, "--no-deploy"]));
     // A spare address of the event, unassigned: down deletes it too.
     let c = client(&url, &token);
-    venue_agent::commands::block_on(async {
+    venue_agent::runtime::block_on(async {
         let body = json!({"name": "lpc-spare", "type": "ipv4", "assignee_type": "server", "location": "fsn1", "auto_delete": false, "labels": {"venue/event": "lpc-2020"}});
         c.request(Method::POST, "/primary_ips", &[], Some(&body))
             .await

@@ -302,7 +302,7 @@ fn up_repairs_a_firewall_changed_by_hand() {
     // One rule per port, 5222 and 1935 among them: reachable from the servers only.
     assert_eq!(
         rules,
-        venue_agent::commands::firewall::rules(&event, &own).len()
+        venue_agent::cloud::firewall::rules(&event, &own).len()
     );
     let xmpp: Vec<String> = held(&fake, &event.id).2[0]["rules"]
         .as_array()

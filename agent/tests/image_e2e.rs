@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use common::ok;
 use serde_json::{json, Value};
 use venue_agent::commands::image::build::{self, BuildOptions, Target};
-use venue_agent::commands::image::{Arch, Source};
+use venue_agent::images::{Arch, Source};
 use venue_agent::model::state::StateDir;
 use venue_testbed::FakeHandle;
 
@@ -97,7 +97,7 @@ fn offline_nix() {
 fn snapshot(fake: &FakeHandle, url: &str, name: &str, labels: Value) -> u64 {
     let client = common::client(url, &fake.token());
     let call = |m: reqwest::Method, path: &str, body: Option<Value>| -> Value {
-        venue_agent::commands::block_on(client.request(m, path, &[], body.as_ref()))
+        venue_agent::runtime::block_on(client.request(m, path, &[], body.as_ref()))
             .unwrap_or_else(|e| panic!("{path}: {e}"))
     };
     let wait = |v: &Value| {
@@ -351,7 +351,7 @@ fn image_build_rents_snapshots_and_leaves_only_the_image() {
     let (url, fake) = common::fake();
     let client = common::client(&url, &fake.token());
     // What a crashed build leaves: a labelled server.
-    let crashed = venue_agent::commands::block_on(client.request(
+    let crashed = venue_agent::runtime::block_on(client.request(
         reqwest::Method::POST,
         "/servers",
         &[],
@@ -396,7 +396,7 @@ fn image_build_rents_snapshots_and_leaves_only_the_image() {
         state: &state,
         force: false,
     };
-    let report = venue_agent::commands::block_on(build::build(&client, &opts, &install)).unwrap();
+    let report = venue_agent::runtime::block_on(build::build(&client, &opts, &install)).unwrap();
     assert!(report.built);
     assert_eq!(
         report.server_type.as_deref(),
@@ -477,7 +477,7 @@ fn image_build_rents_snapshots_and_leaves_only_the_image() {
 
     // Again: the image is up to date, nothing is rented.
     let n = fake.requests();
-    let again = venue_agent::commands::block_on(build::build(&client, &opts, &install)).unwrap();
+    let again = venue_agent::runtime::block_on(build::build(&client, &opts, &install)).unwrap();
     assert!(!again.built);
     assert_eq!(again.image, report.image);
     assert!(fake.requests() - n <= 2, "one lookup");
@@ -490,11 +490,11 @@ fn image_build_rents_snapshots_and_leaves_only_the_image() {
         ..opts
     };
     broken.store(true, std::sync::atomic::Ordering::SeqCst);
-    let err = venue_agent::commands::block_on(build::build(&client, &force, &install)).unwrap_err();
+    let err = venue_agent::runtime::block_on(build::build(&client, &force, &install)).unwrap_err();
     assert!(format!("{err:#}").contains("the install failed"), "{err:#}");
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
     fake.fail_next_actions(1);
-    let err = venue_agent::commands::block_on(build::build(&client, &force, &install)).unwrap_err();
+    let err = venue_agent::runtime::block_on(build::build(&client, &force, &install)).unwrap_err();
     assert!(
         format!("{err:#}").contains("creating the build server"),
         "{err:#}"

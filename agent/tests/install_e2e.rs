@@ -9,6 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -580,5 +581,200 @@ fn the_first_boot_has_its_secrets_and_a_service_without_one_refuses_to_start() {
         assert!(sent == installed[name], "{name}: other contents");
         assert_eq!(deploy[name]["secrets"], sent.len(), "{name}");
     }
+    bed.down();
+}
+
+/// A small deterministic generator (splitmix64): the kills' times replay
+/// from the seed alone.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Milliseconds in `lo..hi`.
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.next() % (hi - lo))
+    }
+}
+
+/// SIGKILL for `venue up` and everything it started (its nix copy and ssh):
+/// a crash of the agent's session, nothing cleaned up.
+fn crash_group(mut child: Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// What a test host booted, in order (its boot loop logs each boot).
+fn boots(bed: &Bed, name: &str) -> Vec<String> {
+    let log = bed
+        .hosts
+        .with_host(name, |h| std::fs::read_to_string(h.dir.join("boot.log")))
+        .unwrap()
+        .unwrap_or_default();
+    log.lines()
+        .filter_map(|l| l.split_once(" booting ").map(|(_, m)| m.trim().to_owned()))
+        .collect()
+}
+
+/// `venue up --json` that must finish within `limit`; killed and failed
+/// otherwise.
+fn up_within(bed: &Bed, limit: Duration, seed: u64) -> (Value, bool, String, f64) {
+    let started = Instant::now();
+    let mut child = bed
+        .command(&["up", &bed.event, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Read both pipes while waiting, so that a full pipe never stalls it.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut s).unwrap();
+        s
+    });
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > limit {
+            crash_group(child);
+            let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+            panic!(
+                "VENUE_CHAOS_SEED={seed}: the final venue up did not finish within {limit:?}:\n{stderr}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let success = child.wait().unwrap().success();
+    let stdout = out.join().unwrap();
+    let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+    let v = serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "VENUE_CHAOS_SEED={seed}: venue up printed no report ({e}):\n{}\n{stderr}",
+            String::from_utf8_lossy(&stdout)
+        )
+    });
+    (v, success, stderr, started.elapsed().as_secs_f64())
+}
+
+/// `venue up` SIGKILLed at random moments of the install phase (not only at
+/// the toys' block points: mid-upload, mid-kexec, mid-copy, mid-reboot),
+/// several times, then once more to the end: it must converge. The seed is
+/// printed; `VENUE_CHAOS_SEED=N` replays a run's kill times.
+#[test]
+fn venue_up_killed_at_random_moments_of_the_install_converges() {
+    let seed = std::env::var("VENUE_CHAOS_SEED")
+        .ok()
+        .map(|s| s.parse().expect("VENUE_CHAOS_SEED: a number"))
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                % 1_000_000
+        });
+    eprintln!("VENUE_CHAOS_SEED={seed}");
+    let mut dice = Dice(seed);
+    let bed = Bed::new("install-chaos");
+    let names = bed.rent();
+    let ids = bed.server_ids();
+    let kills = 12;
+    for kill in 0..kills {
+        if names.iter().all(|n| bed.mode(n) == "nixos") {
+            eprintln!("kill {kill}: every host runs NixOS already: no more kills");
+            break;
+        }
+        // A run takes a second to start (the build, the cloud) and a few
+        // more for the install: kills land all over it. The first run also
+        // builds the toy installer.
+        let after = if kill == 0 {
+            dice.millis(800, 5000)
+        } else {
+            dice.millis(100, 3500)
+        };
+        let child = bed
+            .command(&["up", &bed.event, "--json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(after);
+        crash_group(child);
+        let modes: Vec<String> = names.iter().map(|n| bed.mode(n)).collect();
+        eprintln!("kill {kill} after {after:?}: {modes:?}");
+        assert_eq!(
+            bed.server_ids(),
+            ids,
+            "VENUE_CHAOS_SEED={seed}: no server was made again"
+        );
+    }
+    let (v, success, stderr, secs) = up_within(&bed, Duration::from_secs(240), seed);
+    print_seconds("after the random kills", &v);
+    eprintln!("VENUE_CHAOS_SEED={seed}: the final venue up took {secs:.1}s");
+    assert!(success, "VENUE_CHAOS_SEED={seed}: {v}\n{stderr}");
+    let install = by_host(&v, "install");
+    let deploy = by_host(&v, "deploy");
+    assert_eq!(install.len(), 4, "{v}");
+    for name in &names {
+        let r = &install[name];
+        assert!(
+            r["install"] == "installed" || r["install"] == "already",
+            "VENUE_CHAOS_SEED={seed}: {r}"
+        );
+        assert_eq!(r["recreated"], 0, "VENUE_CHAOS_SEED={seed}: {r}");
+        let d = &deploy[name];
+        assert_running(d);
+        assert_eq!(bed.mode(name), "nixos", "{name}");
+        // Installed once: the host went ubuntu → installer → NixOS and
+        // booted its disk once (a wiped or half-written disk that was
+        // booted would show as boots of NixOS that never answer).
+        let booted = boots(&bed, name);
+        let rank = |m: &str| ["ubuntu", "installer", "nixos"].iter().position(|x| *x == m);
+        let ranks: Vec<_> = booted.iter().map(|m| rank(m)).collect();
+        assert!(
+            ranks.windows(2).all(|w| w[0] <= w[1]) && ranks.iter().all(Option::is_some),
+            "VENUE_CHAOS_SEED={seed}: {name} booted {booted:?}"
+        );
+        assert_eq!(
+            booted.iter().filter(|m| *m == "nixos").count(),
+            1,
+            "VENUE_CHAOS_SEED={seed}: {name} booted {booted:?}"
+        );
+        let disk = bed.hosts.with_host(name, |h| h.disk()).unwrap();
+        assert_eq!(
+            installed_system(&disk).as_deref(),
+            d["system"].as_str(),
+            "{name}'s disk boots its system"
+        );
+        // The pinned key was kept across every kexec and reboot.
+        let on_disk =
+            std::fs::read_to_string(disk.join("etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
+        assert_eq!(on_disk.trim(), bed.pinned(name), "{name}");
+        let secrets = secrets_on_disk(&disk);
+        assert!(!secrets.is_empty(), "{name} has no secrets on its disk");
+        assert_eq!(d["secrets"], secrets.len(), "{name}: {d}");
+    }
+    assert_eq!(
+        bed.server_ids(),
+        ids,
+        "VENUE_CHAOS_SEED={seed}: no duplicate server"
+    );
     bed.down();
 }

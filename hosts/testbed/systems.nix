@@ -206,7 +206,7 @@ let
     jitsi = [ "jwt-secret" "turn-secret" "jvb-muc-password" ];
     jvb = [ "jvb-muc-password" ];
     coturn = [ "turn-secret" ];
-    portal = [ "bbb-secret" "jwt-secret" "turn-secret" "portal-session" ]
+    portal = [ "bbb-secret" "jwt-secret" "turn-secret" "portal-session" "capture-secret" ]
       # The chat's OpenID Connect client and the bot's registration.
       ++ (if hasChat then [ "oidc-client-secret" "synapse-registration-secret" ] else [ ]);
     chat = [ "oidc-client-secret" "synapse-macaroon-secret" "synapse-form-secret" "synapse-registration-secret" ];

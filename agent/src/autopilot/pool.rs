@@ -18,8 +18,9 @@
 //! pub fn publish(ssh: &Ssh, pool: &PoolFile) -> Result<()>          // to POOL_FILE
 //! pub fn publish_at(ssh: &Ssh, path: &str, pool: &PoolFile) -> Result<()>
 //! pub struct ServerStatus { name, source, up: bool, draining: bool, meetings: usize,
-//!                           participants: u64, unconfirmed: usize, drained: bool,
-//!                           last_error: Option<String> }
+//!                           participants: u64, unconfirmed: usize, rooms: Vec<RoomLoad>,
+//!                           drained: bool, last_error: Option<String> }
+//! pub struct RoomLoad { id: String, participants: u64, listeners: u64, video: u64 }
 //! pub struct PoolStatus { updated: Option<DateTime<Utc>>, error: Option<String>,
 //!                         servers: Vec<ServerStatus> }
 //!     fn PoolStatus::parse(body: &str) -> Result<PoolStatus>
@@ -147,12 +148,27 @@ pub struct ServerStatus {
     /// Meetings the portal opened there that no poll has listed yet.
     #[serde(default)]
     pub unconfirmed: usize,
+    /// Each meeting of the last poll (a portal that predates this list
+    /// gives only the counts above).
+    #[serde(default)]
+    pub rooms: Vec<RoomLoad>,
     /// Draining, up, and polled empty since the drain began: the portal
     /// says it may be released.
     #[serde(default)]
     pub drained: bool,
     #[serde(default)]
     pub last_error: Option<String>,
+}
+
+/// One meeting of a server, as the portal's last poll counted it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RoomLoad {
+    pub id: String,
+    pub participants: u64,
+    #[serde(default)]
+    pub listeners: u64,
+    #[serde(default)]
+    pub video: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -16,12 +16,14 @@ use conference::clock::Clock;
 use conference::{Event, Role};
 use serde_json::json;
 
+use super::extras::{self, Extras};
 use super::lead;
 use super::load;
+use super::observe;
 use super::schedule::Timeline;
 use crate::cloud::Client;
-use crate::commands::block_on;
-use crate::commands::inventory::Inventory;
+use crate::runtime::block_on;
+use crate::cloud::inventory::Inventory;
 use crate::converge::{self, How};
 use crate::model::state::StateDir;
 use crate::plan::prices::PriceTable;
@@ -41,6 +43,8 @@ pub struct Options {
 /// What the loop keeps between ticks.
 struct Pilot {
     event: Event,
+    /// event.toml, for what `venue check` reads (the meetings, directly).
+    event_file: PathBuf,
     state: StateDir,
     clock: Clock,
     plan: Plan,
@@ -57,6 +61,8 @@ struct Pilot {
     published: Option<Vec<(String, bool)>>,
     /// The day the load's unobserved decision was last journalled.
     unobserved_said: Option<chrono::NaiveDate>,
+    /// Where the meetings were last read from (journalled when it changes).
+    source: Option<Option<observe::Source>>,
 }
 
 impl Pilot {
@@ -93,6 +99,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let plan = crate::plan::plan_measured(&event, &prices, measured.as_ref())?;
     let mut p = Pilot {
         event,
+        event_file: opts.event.clone(),
         state,
         clock,
         plan,
@@ -103,7 +110,9 @@ pub fn run(opts: &Options) -> Result<()> {
         draining: BTreeSet::new(),
         published: None,
         unobserved_said: None,
+        source: None,
     };
+    adopt_extras(&mut p)?;
     p.say(&format!(
         "start: {} servers planned, ticks every {} s of venue time{}",
         p.plan.server_count(),
@@ -129,11 +138,18 @@ pub fn run(opts: &Options) -> Result<()> {
         let over = timeline.end().is_none_or(|end| now >= end);
         if !over && !wanted.is_empty() {
             load_step(&mut p, now, &wanted, lead.duration());
-            wanted.extend(p.extra.iter().cloned());
         } else {
-            p.extra.clear();
+            end_of_window(&mut p);
         }
-        match tick(&mut p, &wanted) {
+        wanted.extend(p.extra.iter().cloned());
+        let result = tick(&mut p, &wanted);
+        // The pool follows what the cloud holds now: a new server once it
+        // is deployed, a released one once it is gone.
+        if result.is_ok() && wanted.iter().any(|s| s.role == Role::Bbb) {
+            let pool = pool_of(&p, &wanted);
+            publish_if_changed(&mut p, pool);
+        }
+        match result {
             Ok(left) => {
                 if over && left == 0 {
                     p.say("done: the event is over and nothing of it is left in the cloud");
@@ -278,10 +294,101 @@ fn report_release(p: &Pilot, servers: &[crate::cloud::types::Server], kept: &[St
     }
 }
 
-/// The load's say: extra BigBlueButton servers, drains, releases of
-/// drained extras; then the pool goes to the portal. Servers of the
-/// schedule are never released for load: the plan's window holds them.
+/// The extras and drains of an earlier run: from autopilot.json, and any
+/// BigBlueButton server of the event in the cloud beyond the plan (a run
+/// killed between its rent and its next save). Adopted, not rented again.
+fn adopt_extras(p: &mut Pilot) -> Result<()> {
+    let saved = Extras::load(&p.state)?;
+    let planned: BTreeSet<String> = p.plan.fleet().into_iter().map(|s| s.name).collect();
+    let id = p.event.id.clone();
+    let inv = block_on(async { Inventory::load(&Client::from_env()?, &id).await })?;
+    let mut names: Vec<String> = saved
+        .extra
+        .iter()
+        .filter(|n| !planned.contains(*n))
+        .cloned()
+        .collect();
+    for n in extras::in_cloud(&id, &planned, &inv.servers) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let Some(template) = bbb_template(p) else {
+        return Ok(());
+    };
+    for name in names {
+        p.say(&format!(
+            "load: {name} is an extra of an earlier run: adopted"
+        ));
+        p.extra.push(PlannedServer {
+            name,
+            ..template.clone()
+        });
+    }
+    p.draining = saved.draining;
+    save_extras(p);
+    Ok(())
+}
+
+/// What an extra BigBlueButton server is rented as: the plan's.
+fn bbb_template(p: &Pilot) -> Option<PlannedServer> {
+    p.plan.fleet().into_iter().find(|s| s.role == Role::Bbb)
+}
+
+fn save_extras(p: &Pilot) {
+    let e = Extras {
+        extra: p.extra.iter().map(|s| s.name.clone()).collect(),
+        draining: p.draining.clone(),
+    };
+    if let Err(e) = e.save(&p.state) {
+        p.say(&format!("cannot save {}: {e:#}", extras::FILE));
+    }
+}
+
+/// No BigBlueButton window is open: the extras go with the plan's servers
+/// (archived first, by the tick), and nothing drains.
+fn end_of_window(p: &mut Pilot) {
+    if p.extra.is_empty() && p.draining.is_empty() {
+        return;
+    }
+    for s in &p.extra {
+        p.say(&format!(
+            "load: {} goes with the plan's BigBlueButton window",
+            s.name
+        ));
+    }
+    p.extra.clear();
+    p.draining.clear();
+    p.published = None;
+    save_extras(p);
+}
+
+/// The pool the portal should have: the BigBlueButton servers wanted now,
+/// with their drains.
+fn pool_of(p: &Pilot, wanted: &[PlannedServer]) -> Vec<(String, bool)> {
+    wanted
+        .iter()
+        .filter(|s| s.role == Role::Bbb)
+        .map(|s| (s.name.clone(), p.draining.contains(&s.name)))
+        .collect()
+}
+
+/// The load's say, from the meetings observed: extra BigBlueButton
+/// servers, drains, releases of drained extras. Servers of the schedule
+/// are never released for load: the plan's window holds them.
 fn load_step(p: &mut Pilot, now: DateTime<Utc>, scheduled: &[PlannedServer], lead: Duration) {
+    // An extra whose name the plan took meanwhile (measured peaks grew it)
+    // is the plan's now.
+    let before = p.extra.len();
+    p.extra
+        .retain(|e| !scheduled.iter().any(|s| s.name == e.name));
+    if !scheduled.iter().any(|s| s.role == Role::Bbb) {
+        end_of_window(p);
+        return;
+    }
+    if p.extra.len() != before {
+        save_extras(p);
+    }
     let settings = load::Settings::new(&p.event.autopilot, &p.plan, lead);
     let measured = crate::plan::measured::load(&p.state.dir, &p.event)
         .ok()
@@ -293,6 +400,26 @@ fn load_step(p: &mut Pilot, now: DateTime<Utc>, scheduled: &[PlannedServer], lea
         .filter(|s| s.role == Role::Bbb)
         .map(|s| s.name.clone())
         .collect();
+    let seen = observe::bbb(&p.event_file, &p.state.dir, &bbb_names);
+    // Said when it changes; "unreadable" only once the venue is up (before,
+    // nothing answers, as expected).
+    if p.source != Some(seen.source) && (seen.source.is_some() || p.healthy) {
+        match seen.source {
+            Some(s) => p.say(&format!("load: meetings read from {}", s.as_str())),
+            None => p.say(&format!(
+                "load: meetings not readable: {}",
+                seen.why.join("; ")
+            )),
+        }
+        p.source = Some(seen.source);
+    }
+    let samples = seen.samples(&p.event.id);
+    if !samples.is_empty() {
+        if let Err(e) = crate::plan::measured::record(&p.state, &p.event, &samples, now) {
+            p.say(&format!("load: peaks not recorded: {e:#}"));
+        }
+    }
+    let known = |name: &str| seen.servers.get(name).cloned().unwrap_or_default();
     let obs = load::Observation {
         event_id: p.event.id.clone(),
         bbb: bbb_names
@@ -305,58 +432,92 @@ fn load_step(p: &mut Pilot, now: DateTime<Utc>, scheduled: &[PlannedServer], lea
                 } else {
                     load::State::Active
                 },
-                // Not polled here yet: unknown meetings are never released.
-                meetings: None,
+                meetings: known(name).meetings,
             })
             .collect(),
         bridges: Vec::new(),
         expected,
     };
-    let pool: Vec<(String, bool)> = bbb_names
-        .iter()
-        .map(|n| (n.clone(), p.draining.contains(n)))
-        .collect();
-    // Acting on the load needs the servers' meetings: a scheduled server
-    // drained on a guess could not be taken back, and a guessed-empty one
-    // would be released under a live meeting. Until they are observed,
-    // the schedule alone decides and the decision is only journalled.
+    // Draining on a guess could leave too few servers for the meetings
+    // nobody sees; more servers and taking one back are never unsafe. So
+    // with a server unknown, only those are done.
     let observed = !obs.bbb.is_empty() && obs.bbb.iter().all(|b| b.meetings.is_some());
     let decision = load::decide(&settings, &obs);
-    if !observed {
-        if !decision.is_empty() && p.unobserved_said != Some(now.date_naive()) {
-            p.say(&format!(
-                "load: meetings not observed, not acting on: {}",
-                decision.notes.join("; ")
-            ));
-            p.unobserved_said = Some(now.date_naive());
-        }
-        publish_if_changed(p, pool);
-        return;
+    if !observed
+        && !(decision.drain.is_empty() && decision.release.is_empty())
+        && p.unobserved_said != Some(now.date_naive())
+    {
+        p.say(&format!(
+            "load: not every server's meetings are known, not draining or releasing: {}",
+            decision.notes.join("; ")
+        ));
+        p.unobserved_said = Some(now.date_naive());
     }
+    let mut changed = false;
     for a in &decision.undrain {
         if p.draining.remove(&a.name) {
             p.say(&format!(
                 "load: {} takes meetings again: {}",
                 a.name, a.reason
             ));
+            changed = true;
         }
     }
-    for a in &decision.drain {
-        if p.draining.insert(a.name.clone()) {
-            p.say(&format!("load: draining {}: {}", a.name, a.reason));
+    if observed {
+        let load_of = |name: &str| -> u64 {
+            known(name)
+                .meetings
+                .unwrap_or_default()
+                .iter()
+                .map(load::MeetingLoad::units)
+                .sum()
+        };
+        let mut going: Vec<String> = decision.drain.iter().map(|a| a.name.clone()).collect();
+        for a in &decision.drain {
+            // The plan's servers stay for their window whatever the load:
+            // draining one saves nothing, draining an extra lets it go. So
+            // an active extra (the least loaded) drains in its place.
+            let mut name = a.name.clone();
+            if !p.extra.iter().any(|e| e.name == name) {
+                let swap = p
+                    .extra
+                    .iter()
+                    .map(|e| e.name.clone())
+                    .filter(|e| !p.draining.contains(e) && !going.contains(e))
+                    .min_by_key(|e| (load_of(e), std::cmp::Reverse(e.clone())));
+                if let Some(extra) = swap {
+                    going.retain(|g| *g != name);
+                    going.push(extra.clone());
+                    name = extra;
+                }
+            }
+            if p.draining.insert(name.clone()) {
+                p.say(&format!("load: draining {name}: {}", a.reason));
+                changed = true;
+            }
         }
-    }
-    for a in &decision.release {
-        let extra = p.extra.iter().any(|s| s.name == a.name);
-        if extra {
-            p.extra.retain(|s| s.name != a.name);
-            p.draining.remove(&a.name);
-            p.say(&format!("load: releasing {}: {}", a.name, a.reason));
+        for a in &decision.release {
+            let is_extra = p.extra.iter().any(|s| s.name == a.name);
+            let s = known(&a.name);
+            // Released only on the portal's word that it is drained (a
+            // poll since the drain began found nothing there, nothing
+            // placed there unconfirmed): a meeting the portal just opened
+            // there is not in getMeetings yet.
+            if is_extra && s.drained && s.up {
+                p.extra.retain(|e| e.name != a.name);
+                p.draining.remove(&a.name);
+                p.say(&format!(
+                    "load: releasing {} (the portal says it is drained): {}",
+                    a.name, a.reason
+                ));
+                changed = true;
+            }
         }
     }
     for add in decision.add.iter().filter(|a| a.role == Role::Bbb) {
-        let template = p.plan.fleet().into_iter().find(|s| s.role == Role::Bbb);
-        let Some(template) = template else { continue };
+        let Some(template) = bbb_template(p) else {
+            continue;
+        };
         for _ in 0..add.count {
             let taken: BTreeSet<String> = p
                 .plan
@@ -365,24 +526,19 @@ fn load_step(p: &mut Pilot, now: DateTime<Utc>, scheduled: &[PlannedServer], lea
                 .chain(p.extra.iter().cloned())
                 .map(|s| s.name)
                 .collect();
-            let name = (1..)
-                .map(|n| format!("{}-bbb-{n}", p.event.id))
-                .find(|n| !taken.contains(n))
-                .expect("a free name");
+            let name = extras::next_name(&p.event.id, &taken);
             p.say(&format!("load: adding {name}: {}", add.reason));
             p.extra.push(PlannedServer {
                 name,
                 ..template.clone()
             });
+            changed = true;
         }
     }
-    let pool: Vec<(String, bool)> = scheduled
-        .iter()
-        .chain(p.extra.iter())
-        .filter(|s| s.role == Role::Bbb)
-        .map(|s| (s.name.clone(), p.draining.contains(&s.name)))
-        .collect();
-    publish_if_changed(p, pool);
+    // Journalled before the rent is asked: a restart adopts it.
+    if changed {
+        save_extras(p);
+    }
 }
 
 /// Tells the portal the pool when it changed (once the venue is healthy:

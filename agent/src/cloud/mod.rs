@@ -16,8 +16,11 @@
 
 pub mod actions;
 pub mod client;
+pub mod cost;
 pub mod dns;
 pub mod error;
+pub mod firewall;
+pub mod inventory;
 pub mod labels;
 pub mod pricing;
 pub mod retry;

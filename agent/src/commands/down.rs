@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use conference::Event;
 
-use super::inventory::Inventory;
+use crate::cloud::inventory::Inventory;
 use crate::cloud::{pricing, Client};
 use crate::converge;
 use crate::model::state::StateDir;

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use conference::Event;
 use serde::Serialize;
 
-use super::cost;
-use super::inventory::Inventory;
+use crate::cloud::cost;
+use crate::cloud::inventory::Inventory;
 use crate::cloud::{pricing, Client};
 use crate::model::table::render;
 use crate::plan::prices::{eur_text, PriceTable};
@@ -312,8 +312,8 @@ pub fn report(
 /// Every venue image with its monthly cost, and their sum (None without a
 /// snapshot price in `/pricing`).
 async fn images(client: &Client) -> Result<(Vec<super::image::Row>, Option<u64>)> {
-    let all = super::image::snapshots::list(client).await?;
-    let per_gb = super::image::snapshots::price_per_gb_month(client).await?;
+    let all = crate::images::snapshots::list(client).await?;
+    let per_gb = crate::images::snapshots::price_per_gb_month(client).await?;
     let rows = super::image::rows(&all, per_gb);
     let total = per_gb.map(|_| rows.iter().filter_map(|r| r.monthly_micro_eur).sum());
     Ok((rows, total))

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::cloud::types::Server;
 use crate::cloud::Client;
-use crate::commands::inventory::Inventory;
+use crate::cloud::inventory::Inventory;
 use crate::model::state::StateDir;
 use crate::plan::prices::PriceTable;
 use crate::plan::PlannedServer;
@@ -148,7 +148,7 @@ pub fn ready(
     rented.seconds.install = secs(t);
     if installed.iter().any(|r| r.recreated > 0) {
         // New servers, new addresses: the names and the systems follow.
-        rented.names = crate::commands::block_on(provision::republish_names(event, state))?;
+        rented.names = crate::runtime::block_on(provision::republish_names(event, state))?;
         prepared = crate::deploy::command::prepare(&args)?;
     }
     let not_installed = crate::install::not_installed(&installed, &prepared.hosts);

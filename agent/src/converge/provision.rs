@@ -20,8 +20,8 @@ use serde_json::json;
 
 use crate::cloud::types::{Firewall, PrimaryIp, Server, SshKey};
 use crate::cloud::{actions, labels, Client, CloudError};
-use crate::commands::image::{self, Arch, Boot};
-use crate::commands::inventory::ip_ids;
+use crate::images::{self as image, Arch, Boot};
+use crate::cloud::inventory::ip_ids;
 use crate::model::fleet::{self, Fleet, FleetServer};
 use crate::model::keys;
 use crate::model::state::StateDir;
@@ -59,7 +59,7 @@ pub fn recreate_server(
     target: &[PlannedServer],
     name: &str,
 ) -> Result<String> {
-    crate::commands::block_on(async {
+    crate::runtime::block_on(async {
         let client = Client::from_env()?;
         let servers = list_servers(&client, &event.id).await?;
         if let Some(old) = servers.get(name) {
@@ -358,8 +358,8 @@ async fn ensure_ssh_key(client: &Client, event: &Event, state: &StateDir) -> Res
 /// repairs a firewall made by an older venue or changed by hand (one request
 /// and one action; none when nothing changed).
 async fn ensure_rules(client: &Client, event: &Event, f: &Firewall, own: &[String]) -> Result<()> {
-    if !crate::commands::firewall::same_rules(&f.rules, event, own) {
-        let body = json!({"rules": crate::commands::firewall::rules(event, own)});
+    if !crate::cloud::firewall::same_rules(&f.rules, event, own) {
+        let body = json!({"rules": crate::cloud::firewall::rules(event, own)});
         let path = format!("/firewalls/{}/actions/set_rules", f.id);
         let v = client
             .request(Method::POST, &path, &[], Some(&body))
@@ -387,7 +387,7 @@ async fn ensure_firewall(client: &Client, event: &Event) -> Result<Firewall> {
     if let Some(f) = found.iter().find(|f| f.name == name).or(found.first()) {
         return Ok(f.clone());
     }
-    let body = json!({"name": name, "labels": labels::event(&event.id), "rules": crate::commands::firewall::rules(event, &[])});
+    let body = json!({"name": name, "labels": labels::event(&event.id), "rules": crate::cloud::firewall::rules(event, &[])});
     match client
         .request(Method::POST, "/firewalls", &[], Some(&body))
         .await

@@ -13,8 +13,8 @@ use reqwest::Method;
 use serde::Serialize;
 
 use crate::cloud::{actions, Client, CloudError};
-use crate::commands::cost;
-use crate::commands::inventory::Inventory;
+use crate::cloud::cost;
+use crate::cloud::inventory::Inventory;
 use crate::model::state::StateDir;
 use crate::plan::prices::PriceTable;
 

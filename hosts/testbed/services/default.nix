@@ -303,6 +303,10 @@ let
     session_secret_file = "${secrets}/portal-session"
     public_url = "https://${domain}"
     poll_interval_seconds = 5
+    # The BigBlueButton pool `venue autopilot` writes, and its API (Bearer:
+    # the capture-secret, as modules/portal.nix sets it).
+    pool_file = "/var/lib/venue/pool.json"
+    pool_api_secret_file = "${secrets}/capture-secret"
   '' + builtins.concatStringsSep "" (map
     (s: ''
 

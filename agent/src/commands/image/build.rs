@@ -19,16 +19,16 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::profile::{Arch, Source};
-use super::snapshots::{self, ARCH, BUILD, IMAGE};
 use crate::cloud::labels::Labels;
 use crate::cloud::types::{Server, SshKey};
 use crate::cloud::{actions, Client};
+use crate::images::profile::{Arch, Source};
+use crate::images::snapshots::{self, ARCH, BUILD, IMAGE};
 use crate::model::keys::{self, KeyPair};
 use crate::model::state::StateDir;
 
 /// The public image the build server starts from.
-pub const PUBLIC_IMAGE: &str = "ubuntu-24.04";
+use crate::images::PUBLIC_IMAGE;
 const WAIT: Duration = Duration::from_secs(20 * 60);
 
 /// What the install step gets: a freshly rented Ubuntu server, reachable
