@@ -98,7 +98,8 @@ in
         HOME = "/var/lib/${unit}";
         XDG_CACHE_HOME = "/var/cache/${unit}";
       };
-      serviceConfig = {
+      # Hardened as a network client that writes only its own directories (sandbox.nix).
+      serviceConfig = (import ./sandbox.nix).networkService // {
         ExecStart = start;
         LoadCredential = [ "hcloud-token:${cfg.tokenFile}" ];
         DynamicUser = true;
@@ -109,30 +110,6 @@ in
         WorkingDirectory = "/var/lib/${unit}";
         Restart = "on-failure";
         RestartSec = 30;
-        # Hardening: a network client that writes only its own directories.
-        CapabilityBoundingSet = "";
-        NoNewPrivileges = true;
-        PrivateDevices = true;
-        PrivateTmp = true;
-        PrivateUsers = true;
-        ProtectClock = true;
-        ProtectControlGroups = true;
-        ProtectHome = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
-        ProtectProc = "invisible";
-        ProtectSystem = "strict";
-        RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" ];
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
-        MemoryDenyWriteExecute = true;
-        SystemCallArchitectures = "native";
-        SystemCallFilter = [ "@system-service" "~@privileged" ];
-        UMask = "0077";
       };
     };
   };

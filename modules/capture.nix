@@ -61,23 +61,7 @@ let
   };
 
   # What both units share of systemd's sandboxing (each adds its own).
-  sandbox = {
-    CapabilityBoundingSet = "";
-    NoNewPrivileges = true;
-    PrivateDevices = true;
-    PrivateTmp = true;
-    ProtectClock = true;
-    ProtectControlGroups = true;
-    ProtectHome = true;
-    ProtectHostname = true;
-    ProtectKernelLogs = true;
-    ProtectKernelModules = true;
-    ProtectKernelTunables = true;
-    ProtectSystem = "strict";
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    LockPersonality = true;
-  };
+  sandbox = (import ./sandbox.nix).base;
 
   # One keyframe per HLS fragment of the origin on this host, if any.
   fragmentSeconds = if venue.stream.origin.enable or false then venue.stream.origin.fragmentSeconds else 2;

@@ -453,7 +453,8 @@ in
       after = [ "network-online.target" ];
       wants = [ "network-online.target" ];
       restartTriggers = [ configFile cfg.eventFile ];
-      serviceConfig = {
+      # Hardened as a network server that writes only its state directory (sandbox.nix).
+      serviceConfig = (import ./sandbox.nix).networkService // {
         ExecStart = lib.escapeShellArgs [
           (lib.getExe' cfg.package "venue-portal")
           "serve"
@@ -473,30 +474,7 @@ in
         StateDirectory = unit;
         StateDirectoryMode = "0700";
         Restart = "on-failure";
-        # Hardening: a network server that writes only its state directory.
-        CapabilityBoundingSet = "";
-        NoNewPrivileges = true;
-        PrivateDevices = true;
-        PrivateTmp = true;
-        PrivateUsers = true;
-        ProtectClock = true;
-        ProtectControlGroups = true;
-        ProtectHome = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
-        ProtectProc = "invisible";
-        ProtectSystem = "strict";
-        RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" ];
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
-        MemoryDenyWriteExecute = true;
-        SystemCallArchitectures = "native";
         SystemCallFilter = [ "@system-service" "~@privileged @resources" ];
-        UMask = "0077";
       };
     };
 
