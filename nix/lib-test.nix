@@ -42,9 +42,11 @@ let
 
   # The portal's event file reaches the store with its schedule and nothing
   # else of its folder (the agent keeps the event's secrets beside it).
-  portalWith = event: ((builtins.elemAt (fleetLib.mkFleet { fleet = portalFleet; eventFile = event; }).lpc-2020-portal-1.modules 2) { lib = stubLib; }).services.venue.portal.eventFile;
-  nixconEvent = portalWith ../hosts/nixcon-2020/event.toml;
-  testbedEvent = portalWith (toString ../hosts/testbed/event.toml);
+  portalWith = event: schedule: ((builtins.elemAt (fleetLib.mkFleet { fleet = portalFleet // { inherit schedule; }; eventFile = event; }).lpc-2020-portal-1.modules 2) { lib = stubLib; }).services.venue.portal.eventFile;
+  nixconEvent = portalWith ../hosts/nixcon-2020/event.toml "schedule.json";
+  testbedEvent = portalWith (toString ../hosts/testbed/event.toml) null;
+  # TOML dates (`[vote] opens`), which Nix's fromTOML refuses: mkFleet must not parse event.toml.
+  datedEvent = portalWith ./fixtures/dated/event.toml null;
   filesBeside = f: builtins.attrNames (builtins.readDir (dirOf f));
 
   # With the agent's certificate.
@@ -72,11 +74,11 @@ let
   };
   twoChatsVenue = ((builtins.elemAt (fleetLib.mkFleet { fleet = twoChats; }).lpc-2020-chat-1.modules 2) { lib = stubLib; }).services.venue;
 
-  # The chat host's settings with event.toml `text` (null: no event file).
-  chatWith = text:
-    let hosts' = fleetLib.mkFleet ({ inherit fleet; } // (if text == null then { } else { eventFile = builtins.toFile "event.toml" text; }));
+  # The chat host's settings with fleet.json's extra fields.
+  chatWith = extra:
+    let hosts' = fleetLib.mkFleet { fleet = fleet // extra; };
     in ((builtins.elemAt hosts'.lpc-2020-chat-1.modules 2) { lib = stubLib; }).services.venue.chat;
-  federated = chatWith "[chat]\nenable = true\nfederation = true\n";
+  federated = chatWith { chat_federation = true; };
   # A static host with the portal and the chat: the bot uses loopback.
   together = fleet // {
     servers = builtins.filter (s: s.role != "portal" && s.role != "chat") fleet.servers ++ [
@@ -104,6 +106,7 @@ let
     (check (builtins.substring 0 (builtins.stringLength builtins.storeDir) nixconEvent == builtins.storeDir && baseNameOf nixconEvent == "event.toml") "the event file is a store path")
     (check (filesBeside nixconEvent == [ "event.toml" "schedule.json" ]) "the schedule travels with the event file")
     (check (filesBeside testbedEvent == [ "event.toml" ]) "nothing else of the event's folder does")
+    (check (baseNameOf datedEvent == "event.toml") "an event file with TOML dates reaches the store unparsed")
     (check ((hostConfig "lpc-2020-bbb-1").networking.hostName == "lpc-2020-bbb-1") "host name")
     (check ((venue "lpc-2020-bbb-1").bbb.hostName == "lpc-2020-bbb-1.lpc.example.org") "bbb public name")
     (check ((venue "lpc-2020-bbb-2").bbb.externalIPv4 == "203.0.113.8") "bbb address")
@@ -122,9 +125,9 @@ let
     (check (map (b: b.statsUrl) portal.jitsi.bridges == [ "https://lpc-2020-jitsi-1.lpc.example.org/colibri/stats" "https://lpc-2020-jvb-1.lpc.example.org/colibri/stats" ]) "and every bridge's load")
     (check ((venue "lpc-2020-jitsi-1").jitsi.statsFrom == [ "198.51.100.2" "2001:db8:5::1" ] && (venue "lpc-2020-jvb-1").jvb.statsFrom == [ "198.51.100.2" "2001:db8:5::1" ]) "only the portal may read them")
     (check (!(portal ? eventFile)) "no eventFile unless given")
-    (check (let c = chatWith null; in c.enable && c.hostName == "chat.lpc.example.org" && c.serverAliases == [ "lpc-2020-chat-1.lpc.example.org" ]) "the chat host serves chat.<domain>, and its own name")
-    (check ((chatWith null).adminFrom == [ "198.51.100.2" "2001:db8:5::1" ]) "only the portal's addresses reach the admin API")
-    (check (!(chatWith null).federation.enable && !(chatWith "chat = \"https://chat.example.org/\"\n").federation.enable && !(chatWith "[chat]\nenable = true\n").federation.enable) "no federation unless event.toml asks")
+    (check (let c = chatWith { }; in c.enable && c.hostName == "chat.lpc.example.org" && c.serverAliases == [ "lpc-2020-chat-1.lpc.example.org" ]) "the chat host serves chat.<domain>, and its own name")
+    (check ((chatWith { }).adminFrom == [ "198.51.100.2" "2001:db8:5::1" ]) "only the portal's addresses reach the admin API")
+    (check (!(chatWith { }).federation.enable && !(chatWith { chat_federation = false; }).federation.enable) "no federation unless fleet.json (event.toml) asks")
     (check federated.federation.enable "federation as event.toml's [chat] says")
     (check (togetherVenue.chat.adminFrom == [ ] && togetherVenue.portal.chat == { }) "a portal beside the chat reaches it on loopback: no address let in")
     (check ((venue "lpc-2020-chat-1").domain == "lpc.example.org") "the chat's server name is the event's domain")

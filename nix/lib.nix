@@ -22,7 +22,7 @@
 # serves `chat.<domain>`, the portal is its OpenID Connect provider and keeps
 # its rooms (`[chat]`) through its admin API, which the chat host's nginx
 # opens to the portal's addresses only; federation as event.toml's `[chat]
-# federation` says (read from `eventFile`; off without it).
+# federation` says (fleet.json's `chat_federation`; off without it).
 #
 # fleet.json also carries `acme_email` (event.toml's `[tls] email`: every
 # host gets it, as nixpkgs' security.acme requires one for per-host
@@ -48,12 +48,13 @@ let
   nixpkgsConfig = import ./pkgs-config.nix;
   pkgsModule = { nixpkgs.config = nixpkgsConfig; };
 
-  # event.toml and its schedule, in the store: `<store path>/event.toml`.
-  eventInStore = eventFile:
+  # event.toml and its schedule (fleet.json's `schedule`, as event.toml
+  # names it), in the store: `<store path>/event.toml`. event.toml itself is
+  # not read: Nix's fromTOML refuses TOML dates, which `[vote]` uses.
+  eventInStore = eventFile: schedule:
     let
       file = toString eventFile;
       dir = dirOf file;
-      schedule = (builtins.fromTOML (builtins.readFile file)).schedule or null;
       keep = [ file ] ++ (if schedule == null then [ ] else [ "${dir}/${schedule}" ]);
       copy = builtins.path {
         path = dir;
@@ -92,10 +93,8 @@ in
       # the domain, delegated by the portal); the portal is its login.
       chatHosts = withRole "chat";
       chatName = "chat.${fleet.domain}";
-      eventToml = if eventFile == null then { } else builtins.fromTOML (builtins.readFile (toString eventFile));
-      # `chat` is either a link (a string) or the `[chat]` table.
-      chatTable = let c = eventToml.chat or null; in if builtins.isAttrs c then c else { };
-      chatFederation = (chatTable.enable or false) && (chatTable.federation or false);
+      # event.toml's `[chat] federation`, as the agent writes it to fleet.json.
+      chatFederation = fleet.chat_federation or false;
 
       roleConfig = s: {
         bbb = {
@@ -217,7 +216,7 @@ in
             # Rooms kept in step; portal.nix's defaults say where Synapse is.
             chat = { };
           }
-          // optionalAttrs (eventFile != null) { eventFile = eventInStore eventFile; };
+          // optionalAttrs (eventFile != null) { eventFile = eventInStore eventFile (fleet.schedule or null); };
         };
       }.${s.role} or (throw "fleet.json: server ${s.name} has unknown role ${s.role}");
 

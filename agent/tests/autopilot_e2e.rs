@@ -2,8 +2,10 @@
 //! "release" (the night between them is the gap in the schedule), played
 //! at 600 times real time: fake-hcloud and the agent share an accelerated
 //! clock, the servers are real test hosts (network namespaces with sshd
-//! and their own /nix). The autopilot is killed at a few moments (one of
-//! them right after it asked to delete a server) and started again. From
+//! and their own /nix). The autopilot is killed at five random moments of
+//! the run (renting, installing, deploying, archiving, asleep: the seed is
+//! printed, VENUE_TEST_KILL_SEED replays it), aborts once right after it
+//! asked to delete a server, and is started again each time. From
 //! the fake's own bill and the journal: every server existed only inside
 //! its plan window (rent at its start, gone within the hour after its end),
 //! no two servers of one name ever existed at once, every server that ran
@@ -89,6 +91,70 @@ fn servers_on_bill(bill: &Value) -> Vec<Life> {
         .collect()
 }
 
+/// How many times the autopilot is killed.
+const KILLS: usize = 5;
+
+/// The kill moments, in venue time, and the seed they were drawn from.
+struct Kills {
+    seed: u64,
+    at: Vec<DateTime<Utc>>,
+}
+
+/// splitmix64: a small, seedable generator (replaying a seed replays the moments).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, n) seconds.
+    fn seconds(&mut self, n: i64) -> chrono::Duration {
+        chrono::Duration::seconds((self.next() % n.max(1) as u64) as i64)
+    }
+}
+
+/// KILLS moments over the whole run, seeded from the time (or from
+/// VENUE_TEST_KILL_SEED, to replay a failure): each is either within the
+/// warm-up after a window opens (renting, installing, deploying: the
+/// warm-up is what the plan gives them), just after a window ends
+/// (archiving, deleting), or anywhere between the start and the end.
+fn kill_moments(windows: &BTreeMap<String, Vec<Span>>, start: DateTime<Utc>) -> Kills {
+    let seed = match std::env::var("VENUE_TEST_KILL_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("VENUE_TEST_KILL_SEED={v}: not a number")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    eprintln!("autopilot e2e: kill seed {seed} (replay with VENUE_TEST_KILL_SEED={seed})");
+    let spans: Vec<Span> = windows.values().flatten().copied().collect();
+    let last = spans.iter().map(|w| w.1).max().unwrap();
+    let mut rng = Rng(seed);
+    let mut at: Vec<DateTime<Utc>> = (0..KILLS)
+        .map(|_| {
+            let w = spans[(rng.next() % spans.len() as u64) as usize];
+            match rng.next() % 3 {
+                0 => w.0 + rng.seconds(6 * 3600),
+                // Before the run is done: its last release takes longer
+                // than five venue minutes (half a real second).
+                1 => w.1 + rng.seconds(if w.1 == last { 300 } else { 3600 }),
+                _ => start + rng.seconds((last - start).num_seconds()),
+            }
+            .max(start)
+        })
+        .collect();
+    at.sort();
+    eprintln!("autopilot e2e: kills at {at:?}");
+    Kills { seed, at }
+}
+
 #[test]
 fn two_days_at_600x_with_kills_rent_and_release_by_the_plan() {
     let dir = common::scratch("autopilot-e2e");
@@ -144,14 +210,14 @@ fn two_days_at_600x_with_kills_rent_and_release_by_the_plan() {
     assert_eq!(windows["testbed-portal-1"].len(), 1, "{plan}");
 
     let log = dir.join("autopilot.log");
-    let start = |crash: Option<&str>| -> Child {
+    let start = |crash: bool| -> Child {
         let mut c = common::testbed_venue(
             &url,
             &env,
             &["autopilot", e, "--state", s, "--interval", "1800"],
         );
-        if let Some(spec) = crash {
-            c.env("VENUE_TEST_CRASH_AFTER", spec);
+        if crash {
+            c.env("VENUE_TEST_CRASH_AFTER", "1:deleting server");
         }
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -163,21 +229,7 @@ fn two_days_at_600x_with_kills_rent_and_release_by_the_plan() {
             .spawn()
             .unwrap()
     };
-    // Kills, each when the autopilot's own lines (venue time first) show
-    // it at that point: mid-rent of the first media servers; the run then
-    // started aborts right after its first delete request (the end of day
-    // one, mid-release); overnight, asleep; and on day two, right after
-    // the venue is ready. Each time it is started again at once.
-    let kills: [(&str, &str, Option<&str>); 3] = [
-        (
-            "2026-12-01",
-            "renting testbed-bbb-1",
-            Some("1:deleting server"),
-        ),
-        // No line: asleep at 20:00.
-        ("2026-12-01T20", "", None),
-        ("2026-12-02", "venue ready", None),
-    ];
+    let kills = kill_moments(&windows, clock.now());
     let said = || -> Vec<String> {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -186,7 +238,9 @@ fn two_days_at_600x_with_kills_rent_and_release_by_the_plan() {
             .map(str::to_owned)
             .collect()
     };
-    let mut child = start(None);
+    // Every run, until one has, aborts right after its first delete
+    // request (mid-release); each is started again at once.
+    let mut child = start(true);
     let began = Instant::now();
     let mut next_kill = 0;
     let mut runs = 1;
@@ -202,27 +256,26 @@ fn two_days_at_600x_with_kills_rent_and_release_by_the_plan() {
             // The planned abort: start again without it.
             assert!(
                 !aborted && text.contains("VENUE_TEST_CRASH_AFTER"),
-                "the autopilot failed: {code}\n{text}"
+                "the autopilot failed: {code} (kill seed {})\n{text}",
+                kills.seed
             );
             aborted = true;
-            child = start(None);
+            child = start(false);
             runs += 1;
             continue;
         }
-        if let Some((day, what, crash)) = kills.get(next_kill) {
-            let now = clock.now().to_rfc3339();
-            let due = if what.is_empty() {
-                now.as_str() >= *day
-            } else {
-                said()
-                    .iter()
-                    .any(|l| l.starts_with(day) && l.contains(what))
-            };
-            if due {
+        if let Some(at) = kills.at.get(next_kill) {
+            if clock.now() >= *at {
                 child.kill().unwrap();
                 child.wait().unwrap();
+                let doing = said().last().cloned().unwrap_or_default();
+                eprintln!(
+                    "kill {} at {} (drawn {at}); the autopilot's last line: {doing}",
+                    next_kill + 1,
+                    clock.now()
+                );
                 next_kill += 1;
-                child = start(*crash);
+                child = start(!aborted);
                 runs += 1;
             }
         }
@@ -247,7 +300,8 @@ fn two_days_at_600x_with_kills_rent_and_release_by_the_plan() {
         if began.elapsed() > limit {
             child.kill().ok();
             panic!(
-                "the autopilot did not finish in {limit:?}:\n{}",
+                "the autopilot did not finish in {limit:?} (kill seed {}):\n{}",
+                kills.seed,
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
@@ -255,9 +309,18 @@ fn two_days_at_600x_with_kills_rent_and_release_by_the_plan() {
     };
     assert!(finished);
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(next_kill, kills.len(), "every kill happened\n{text}");
+    let seed = kills.seed;
+    assert_eq!(
+        next_kill,
+        kills.at.len(),
+        "every kill happened (seed {seed})\n{text}"
+    );
     assert!(aborted, "the run that aborts mid-release did\n{text}");
-    assert_eq!(runs, 5, "killed and started again: {runs} runs\n{text}");
+    assert_eq!(
+        runs,
+        1 + kills.at.len() + 1,
+        "killed and started again: {runs} runs\n{text}"
+    );
     assert!(status_seen);
 
     // Nothing is left: no server, address, firewall, key, record, host.

@@ -80,7 +80,7 @@ fn when_said(log: &Path, what: &str) -> Option<DateTime<Utc>> {
 
 struct Venue {
     state: std::path::PathBuf,
-    acme_root: String,
+    issuer_root: String,
 }
 
 impl Venue {
@@ -109,7 +109,7 @@ impl Venue {
     /// curl to the portal at its name, trusting Pebble's root.
     fn portal_curl(&self) -> std::process::Command {
         let mut c = std::process::Command::new("curl");
-        c.args(["-sS", "--max-time", "10", "--cacert", &self.acme_root])
+        c.args(["-sS", "--max-time", "10", "--cacert", &self.issuer_root])
             .arg("--resolve")
             .arg(format!(
                 "testbed.example.org:443:{}",
@@ -172,7 +172,7 @@ impl Venue {
         body
     }
 
-    /// Logs in with a seeded ticket, presses Join for `slug`, and follows
+    /// Logs in with the seeded staff ticket, presses Join for `slug`, and follows
     /// the Join URL to BBB (which counts the attendee). Returns that URL's
     /// host.
     fn join_through_portal(&self, slug: &str, dir: &Path) -> String {
@@ -218,8 +218,10 @@ impl Venue {
         let to = post(
             "/login",
             &[
-                ("email", "ada@example.org"),
-                ("code", "ada1-2345-6789"),
+                // Staff: the portal's clock is the machine's (days after
+                // the rehearsal's), when attendees' rooms are closed.
+                ("email", "noc@example.org"),
+                ("code", "noc1-2345-6789"),
                 ("csrf", &csrf(&login)),
                 ("next", "/"),
             ],
@@ -311,13 +313,17 @@ fn an_extra_bbb_server_comes_under_load_and_goes_once_drained() {
     let names = Names::start(&fake, &dir);
     let mut env = names.env();
     env.push(("VENUE_CLOCK", clock.to_string()));
+    // The root that signs what Pebble issues: the hosts' certificates, which
+    // the autopilot reads the portal's pool API and BBB through.
+    let issuer_root = names.pebble.issuer_root.display().to_string();
+    env.push(("VENUE_CHECK_ROOT", issuer_root.clone()));
     let event = load_event();
     let e = event.to_str().unwrap();
     let state = dir.join("state");
     let s = state.to_str().unwrap();
     let venue = Venue {
         state: state.clone(),
-        acme_root: names.pebble.acme_root.display().to_string(),
+        issuer_root: issuer_root,
     };
 
     let plan: Value = serde_json::from_str(&common::ok(
@@ -392,6 +398,29 @@ fn an_extra_bbb_server_comes_under_load_and_goes_once_drained() {
             .in_pool("testbed-bbb-2")
             .filter(|s| s["up"] == true && s["draining"] == false)
     });
+    // The portal's own configuration names every server of the fleet (as
+    // modules/portal.nix does), so the redeploy put it there; the pool
+    // file, with its draining flag, follows from the same tick.
+    wait_for("the pool file with two servers", 60, &log, || {
+        when_said(&log, "pool: 2 BigBlueButton servers to the portal")
+    });
+    // ... and the portal took that file and polled the new server since.
+    wait_for(
+        "the portal on the new pool file, testbed-bbb-2 polled",
+        60,
+        &log,
+        || {
+            let pool = venue.pool()?;
+            let applied = pool["applied_at"].as_str().map(t)?;
+            let s = pool["servers"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "testbed-bbb-2")?
+                .clone();
+            let answered = s["last_answer"].as_str().map(t)?;
+            (s["up"] == true && answered > applied).then_some(())
+        },
+    );
     let in_pool_venue = clock.now();
     let in_pool_real = raised.elapsed();
     let added = when_said(&log, "load: adding testbed-bbb-2").expect("the add was said");
@@ -433,7 +462,12 @@ fn an_extra_bbb_server_comes_under_load_and_goes_once_drained() {
     // that is not full.
     let bbb2 = venue.address("testbed-bbb-2");
     let host = venue.join_through_portal("main-stage", &dir);
-    assert_eq!(host, bbb2, "Join placed the meeting on testbed-bbb-2");
+    assert_eq!(
+        host,
+        bbb2,
+        "Join placed the meeting on testbed-bbb-2: {:?}",
+        venue.pool()
+    );
 
     // The people on the first server leave: the extra drains (the plan's
     // server stays for its window anyway), and is kept while its meeting runs.
@@ -523,7 +557,7 @@ fn an_extra_bbb_server_comes_under_load_and_goes_once_drained() {
 
     child.kill().ok();
     child.wait().ok();
-    let down = common::testbed_venue(&url, &env, &["down", e, "--state", s, "--json"])
+    let down = common::testbed_venue(&url, &env, &["down", e, "--state", s, "--yes", "--json"])
         .output()
         .unwrap();
     common::ok(&down);

@@ -8,8 +8,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -624,6 +624,21 @@ fn boots(bed: &Bed, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Boots as runs: `ubuntu×1 installer×2 nixos×1`.
+fn runs(boots: &[String]) -> String {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for b in boots {
+        match out.last_mut() {
+            Some((m, n)) if m == b => *n += 1,
+            _ => out.push((b.clone(), 1)),
+        }
+    }
+    out.iter()
+        .map(|(m, n)| format!("{m}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `venue up --json` that must finish within `limit`; killed and failed
 /// otherwise.
 fn up_within(bed: &Bed, limit: Duration, seed: u64) -> (Value, bool, String, f64) {
@@ -655,8 +670,14 @@ fn up_within(bed: &Bed, limit: Duration, seed: u64) -> (Value, bool, String, f64
         if started.elapsed() > limit {
             crash_group(child);
             let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+            let booted: Vec<(String, String)> = bed
+                .hosts
+                .names()
+                .into_iter()
+                .map(|n| (n.clone(), runs(&boots(bed, &n))))
+                .collect();
             panic!(
-                "VENUE_CHAOS_SEED={seed}: the final venue up did not finish within {limit:?}:\n{stderr}"
+                "VENUE_CHAOS_SEED={seed}: the final venue up did not finish within {limit:?}:\n{stderr}\nboots: {booted:?}"
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -706,7 +727,7 @@ fn venue_up_killed_at_random_moments_of_the_install_converges() {
         let after = if kill == 0 {
             dice.millis(800, 5000)
         } else {
-            dice.millis(100, 3500)
+            dice.millis(300, 3000)
         };
         let child = bed
             .command(&["up", &bed.event, "--json"])
@@ -746,16 +767,22 @@ fn venue_up_killed_at_random_moments_of_the_install_converges() {
         // booted its disk once (a wiped or half-written disk that was
         // booted would show as boots of NixOS that never answer).
         let booted = boots(&bed, name);
-        let rank = |m: &str| ["ubuntu", "installer", "nixos"].iter().position(|x| *x == m);
+        let rank = |m: &str| {
+            ["ubuntu", "installer", "nixos"]
+                .iter()
+                .position(|x| *x == m)
+        };
         let ranks: Vec<_> = booted.iter().map(|m| rank(m)).collect();
         assert!(
             ranks.windows(2).all(|w| w[0] <= w[1]) && ranks.iter().all(Option::is_some),
-            "VENUE_CHAOS_SEED={seed}: {name} booted {booted:?}"
+            "VENUE_CHAOS_SEED={seed}: {name} booted {}",
+            runs(&booted)
         );
         assert_eq!(
             booted.iter().filter(|m| *m == "nixos").count(),
             1,
-            "VENUE_CHAOS_SEED={seed}: {name} booted {booted:?}"
+            "VENUE_CHAOS_SEED={seed}: {name} booted {}",
+            runs(&booted)
         );
         let disk = bed.hosts.with_host(name, |h| h.disk()).unwrap();
         assert_eq!(

@@ -157,6 +157,8 @@ pub struct Event {
     pub portal: PortalSettings,
     /// How `venue autopilot` sizes the media servers (`[autopilot]`).
     pub autopilot: Autopilot,
+    /// The schedule file as event.toml names it (relative to its folder).
+    pub schedule_file: Option<String>,
     /// Sessions from the schedule, sorted by start.
     pub sessions: Vec<Session>,
     /// Where event.toml was read from.
@@ -766,6 +768,7 @@ impl RawEvent {
                 public_schedule: self.portal.unwrap_or_default().public_schedule,
             },
             autopilot,
+            schedule_file: self.schedule.as_ref().map(|s| s.get_ref().clone()),
             sessions: Vec::new(),
             file: path.to_path_buf(),
         };

@@ -155,6 +155,10 @@ impl Mx {
     async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }
+    /// The status of `whoami`: 200 while the token works, 401 once it ended.
+    async fn whoami(&self) -> u16 {
+        self.get("/_matrix/client/v3/account/whoami").await.0
+    }
     async fn join(&self, room: &str) -> (u16, Value) {
         self.call(
             reqwest::Method::POST,
@@ -231,14 +235,12 @@ fn alias(local: &str) -> String {
     format!("#{local}:{SERVER}")
 }
 
-#[tokio::test]
-async fn the_portal_keeps_the_homeserver_in_step_with_the_event() {
-    let Some(venv) = venv() else { return };
-    let t0 = Instant::now();
-    let dir = TempDir::new("chat");
+/// A real Synapse on `sport` whose OIDC provider is the portal on `pport`,
+/// with the deployment's settings the portal relies on; and the file of
+/// its registration secret.
+async fn homeserver(venv: &Path, dir: &TempDir, sport: u16, pport: u16) -> (Synapse, PathBuf) {
     let synapse_dir = dir.path().join("synapse");
     std::fs::create_dir_all(&synapse_dir).unwrap();
-    let (sport, pport) = (free_port(), free_port());
     let reg_secret = dir.write(
         "registration-secret",
         &format!(
@@ -248,16 +250,15 @@ async fn the_portal_keeps_the_homeserver_in_step_with_the_event() {
     );
     let client_secret = dir.write("oidc-client-secret", &format!("{CLIENT_SECRET}\n"));
     let s = Synapse::start(
-        &venv,
+        venv,
         &synapse_dir,
         sport,
         &format!("http://127.0.0.1:{pport}"),
         &client_secret,
         json!({
-            // The deployment's settings the portal relies on: the bot is
-            // registered with the shared secret from a file, and the
-            // homeserver's own user search is off (the portal's directory
-            // is the opt-in one).
+            // The bot is registered with the shared secret from a file,
+            // and the homeserver's own user search is off (the portal's
+            // directory is the opt-in one).
             "registration_shared_secret": null,
             "registration_shared_secret_path": reg_secret,
             "user_directory": {"enabled": false},
@@ -266,23 +267,47 @@ async fn the_portal_keeps_the_homeserver_in_step_with_the_event() {
         }),
     )
     .await;
-    let synapse_up = t0.elapsed();
-    // Main Track's session changes this long after the portal starts.
-    let switch = Utc::now() + Span::seconds(25);
-    let event = write_event(dir.path(), switch);
-    let p = Provider::start_with(
-        &dir,
+    (s, reg_secret)
+}
+
+/// The portal on `pport` for `event`, its chat on `s`, one sync pass every
+/// `interval` seconds (and when woken).
+fn chat_portal(
+    dir: &TempDir,
+    s: &Synapse,
+    sport: u16,
+    pport: u16,
+    event: &Path,
+    reg_secret: &Path,
+    interval: &str,
+) -> Provider {
+    Provider::start_with(
+        dir,
         &format!("http://127.0.0.1:{sport}/_synapse/client/oidc/callback"),
-        &event,
+        event,
         &format!(
             "[stream]\nurls = [\"http://127.0.0.1:9/hls\"]\n\
              [chat]\nhomeserver_url = \"{}\"\nserver_name = \"{SERVER}\"\n\
-             registration_shared_secret_file = \"{}\"\nsync_interval_seconds = 0.5\n",
+             registration_shared_secret_file = \"{}\"\nsync_interval_seconds = {interval}\n",
             s.url,
             reg_secret.display()
         ),
         pport,
-    );
+    )
+}
+
+#[tokio::test]
+async fn the_portal_keeps_the_homeserver_in_step_with_the_event() {
+    let Some(venv) = venv() else { return };
+    let t0 = Instant::now();
+    let dir = TempDir::new("chat");
+    let (sport, pport) = (free_port(), free_port());
+    let (s, reg_secret) = homeserver(&venv, &dir, sport, pport).await;
+    let synapse_up = t0.elapsed();
+    // Main Track's session changes this long after the portal starts.
+    let switch = Utc::now() + Span::seconds(25);
+    let event = write_event(dir.path(), switch);
+    let p = chat_portal(&dir, &s, sport, pport, &event, &reg_secret, "0.5");
     let c = client();
     let logs = || format!("--- portal\n{}\n--- synapse\n{}", p.log(), s.log());
     let portal = p.url().to_owned();
@@ -656,4 +681,116 @@ async fn the_portal_keeps_the_homeserver_in_step_with_the_event() {
         synapse_up.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// A ticket revoked before the sync recorded its Matrix account (here: no
+/// pass between the login and the revocation) loses that account all the
+/// same: revoked from the staff page, and with `tickets revoke` while the
+/// portal is down (the revocation waits in the database for its restart).
+#[tokio::test]
+async fn a_ticket_revoked_before_the_sync_saw_its_account_is_deactivated() {
+    let Some(venv) = venv() else { return };
+    let dir = TempDir::new("chat-revoke");
+    let (sport, pport) = (free_port(), free_port());
+    let (s, reg_secret) = homeserver(&venv, &dir, sport, pport).await;
+    let event = write_event(dir.path(), Utc::now() + Span::hours(1));
+    // One pass at start, then only when woken.
+    let mut p = chat_portal(&dir, &s, sport, pport, &event, &reg_secret, "3600");
+    let c = client();
+    let portal = p.url().to_owned();
+    until(
+        "the first sync pass",
+        30,
+        || p.log(),
+        || async {
+            p.log()
+                .contains("chat: the homeserver is in step")
+                .then_some(())
+        },
+    )
+    .await;
+
+    let mx = |token: String| Mx {
+        c: c.clone(),
+        url: s.url.clone(),
+        token,
+    };
+    let known = || {
+        portal::store::Store::open(&p.state)
+            .unwrap()
+            .chat_users()
+            .unwrap()
+            .len()
+    };
+
+    let (_, ada_token) = matrix_login(
+        &s,
+        &mut Browser::default(),
+        &c,
+        "ada@example.org",
+        "ada-ticket-0001",
+    )
+    .await;
+    let ada = mx(ada_token);
+    let (_, bob_token) = matrix_login(
+        &s,
+        &mut Browser::default(),
+        &c,
+        "bob@example.org",
+        "bob-ticket-0002",
+    )
+    .await;
+    let bob = mx(bob_token);
+    assert_eq!(bob.whoami().await, 200);
+    assert_eq!(known(), 0, "no pass ran since the logins");
+
+    // Carol revokes Bob's ticket at once: the pass it wakes finds no
+    // subject of his any more, yet his account ends.
+    let carol_web = common::login(&c, &portal, "carol@example.org", "carol-ticket-03").await;
+    let (_, _, staff) = common::get(&c, &format!("{portal}/staff"), &carol_web).await;
+    let csrf = common::csrf_of(&staff);
+    let (st, _, _) = common::post(
+        &c,
+        &format!("{portal}/staff/tickets/revoke"),
+        &carol_web,
+        &[("csrf", &csrf), ("email", "bob@example.org")],
+    )
+    .await;
+    assert_eq!(st, 303);
+    let logs = || format!("--- portal\n{}\n--- synapse\n{}", p.log(), s.log());
+    until("Bob's token refused", 15, logs, || async {
+        (bob.whoami().await == 401).then_some(())
+    })
+    .await;
+    assert_eq!(ada.whoami().await, 200, "Ada is still in");
+
+    // Dan logs in; the portal stops; his ticket is revoked from the command
+    // line; the portal's first pass after its start ends his account.
+    let (_, dan_token) = matrix_login(
+        &s,
+        &mut Browser::default(),
+        &c,
+        "dan@example.org",
+        "dan-ticket-0004",
+    )
+    .await;
+    let dan = mx(dan_token);
+    assert_eq!(dan.whoami().await, 200);
+    drop(p.portal.take());
+    let (ok, _, err) = common::run(&[
+        "tickets",
+        "revoke",
+        "dan@example.org",
+        "--state",
+        p.state.to_str().unwrap(),
+    ]);
+    assert!(ok, "tickets revoke: {err}");
+    assert_eq!(dan.whoami().await, 200, "no portal ran since");
+    p.restart();
+    let logs = || format!("--- portal\n{}\n--- synapse\n{}", p.log(), s.log());
+    until("Dan's token refused", 30, logs, || async {
+        (dan.whoami().await == 401).then_some(())
+    })
+    .await;
+    assert_eq!(ada.whoami().await, 200, "Ada is still in");
 }

@@ -21,13 +21,13 @@ use super::lead;
 use super::load;
 use super::observe;
 use super::schedule::Timeline;
-use crate::cloud::Client;
-use crate::runtime::block_on;
 use crate::cloud::inventory::Inventory;
+use crate::cloud::Client;
 use crate::converge::{self, How};
 use crate::model::state::StateDir;
 use crate::plan::prices::PriceTable;
 use crate::plan::{Plan, PlannedServer};
+use crate::runtime::block_on;
 
 /// The journal's command for the autopilot's own lines.
 pub const JOURNAL: &str = "autopilot";
@@ -301,14 +301,26 @@ fn adopt_extras(p: &mut Pilot) -> Result<()> {
     let saved = Extras::load(&p.state)?;
     let planned: BTreeSet<String> = p.plan.fleet().into_iter().map(|s| s.name).collect();
     let id = p.event.id.clone();
-    let inv = block_on(async { Inventory::load(&Client::from_env()?, &id).await })?;
+    // The file is written before any rent; the cloud is asked too, for a
+    // file lost or older than the servers. A flaky API does not stop the
+    // venue: the file alone then.
+    let in_cloud = match block_on(async { Inventory::load(&Client::from_env()?, &id).await }) {
+        Ok(inv) => extras::in_cloud(&id, &planned, &inv.servers),
+        Err(e) => {
+            p.say(&format!(
+                "load: the cloud's servers not listed ({e:#}); extras from {} only",
+                extras::FILE
+            ));
+            Vec::new()
+        }
+    };
     let mut names: Vec<String> = saved
         .extra
         .iter()
         .filter(|n| !planned.contains(*n))
         .cloned()
         .collect();
-    for n in extras::in_cloud(&id, &planned, &inv.servers) {
+    for n in in_cloud {
         if !names.contains(&n) {
             names.push(n);
         }
@@ -478,6 +490,7 @@ fn load_step(p: &mut Pilot, now: DateTime<Utc>, scheduled: &[PlannedServer], lea
             // draining one saves nothing, draining an extra lets it go. So
             // an active extra (the least loaded) drains in its place.
             let mut name = a.name.clone();
+            let mut why = a.reason.clone();
             if !p.extra.iter().any(|e| e.name == name) {
                 let swap = p
                     .extra
@@ -488,11 +501,16 @@ fn load_step(p: &mut Pilot, now: DateTime<Utc>, scheduled: &[PlannedServer], lea
                 if let Some(extra) = swap {
                     going.retain(|g| *g != name);
                     going.push(extra.clone());
+                    why = format!(
+                        "in place of {name}, which the plan keeps for its window (load here {} units): {}",
+                        load_of(&extra),
+                        a.reason
+                    );
                     name = extra;
                 }
             }
             if p.draining.insert(name.clone()) {
-                p.say(&format!("load: draining {name}: {}", a.reason));
+                p.say(&format!("load: draining {name}: {why}"));
                 changed = true;
             }
         }

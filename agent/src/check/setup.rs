@@ -191,6 +191,8 @@ mod tests {
                 server("coop", "jitsi", "192.0.2.3", true),
                 server("coop", "coturn", "192.0.2.3", true),
             ],
+            schedule: None,
+            chat_federation: false,
         };
         let t = targets(&fleet).unwrap();
         let got: Vec<(&str, Role, &str, bool, Vec<&str>)> = t

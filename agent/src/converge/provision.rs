@@ -18,10 +18,10 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::cloud::inventory::ip_ids;
 use crate::cloud::types::{Firewall, PrimaryIp, Server, SshKey};
 use crate::cloud::{actions, labels, Client, CloudError};
 use crate::images::{self as image, Arch, Boot};
-use crate::cloud::inventory::ip_ids;
 use crate::model::fleet::{self, Fleet, FleetServer};
 use crate::model::keys;
 use crate::model::state::StateDir;
@@ -631,6 +631,8 @@ fn build_fleet(event: &Event, planned: &[PlannedServer], existing: &[Server]) ->
         acme_email: event.tls.email.clone(),
         tls: crate::tls::supplied_by_venue(event),
         servers,
+        schedule: event.schedule_file.clone(),
+        chat_federation: event.homeserver.as_ref().is_some_and(|h| h.federation),
     }
 }
 

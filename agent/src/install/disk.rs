@@ -6,13 +6,22 @@
 //! The installer's tools are called by absolute path
 //! (/run/current-system/sw/bin/…): the installer's, never whatever else a
 //! PATH might find (in the testbed, the machine's own `reboot`).
+//!
+//! Every step may run again (a killed agent, a retry): disko only when this
+//! installer boot has not laid the disk out yet (its mark), under a lock that
+//! a disko or nixos-install an earlier run left running holds until it ends;
+//! nix copy sends only what /mnt's store lacks (a path cut off half-way is
+//! not valid there, and is sent again); nixos-install sets the same profile;
+//! the keys are written whole or not at all.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::detect::{self, Found};
+use super::detect::{self, mark, Found};
+use super::retry;
+use super::wait::Wait;
 use super::{Options, Run, Target};
 use crate::deploy::closure::{self, CopyTarget};
 use crate::deploy::ssh::{PinnedKey, Ssh};
@@ -36,12 +45,52 @@ fn copy(run: &Run, opts: &Options, query: &str, paths: &[String]) -> Result<()> 
     closure::copy_to_store(&target, query, paths, true, true)
 }
 
-pub(super) fn partition(run: &Run, ssh: &Ssh, disko: &Path, opts: &Options) -> Result<()> {
+/// The installer's steps take this lock: a step an earlier (killed) run
+/// left running ends before the same step starts again.
+const LOCK: &str = "/run/venue-install.lock";
+
+/// `command` under [`LOCK`], waiting for it at most `opts.boot_wait`.
+fn locked(opts: &Options, command: &str) -> String {
+    format!(
+        "flock -w {} {LOCK} sh -c '{}'",
+        opts.boot_wait.as_secs().max(1),
+        command.replace('\'', "'\\''")
+    )
+}
+
+/// Runs the host's disko script unless `partitioned` (what this installer
+/// boot's mark says ran to its end, with /mnt still mounted) is the same
+/// script: destroy, format and mount again is safe, but wipes what an
+/// earlier run copied.
+pub(super) fn partition(
+    run: &Run,
+    ssh: &Ssh,
+    disko: &Path,
+    opts: &Options,
+    partitioned: Option<&str>,
+) -> Result<()> {
     let disko = disko.display().to_string();
+    if partitioned == Some(disko.as_str()) {
+        tracing::info!(
+            disko,
+            "the disk was laid out in this installer boot already"
+        );
+        run.bar
+            .set_message("partition: laid out already in this boot");
+        return Ok(());
+    }
     run.bar.set_message("partition: copying the disko script");
     copy(run, opts, "", std::slice::from_ref(&disko)).context("copying the disko script")?;
-    run.bar.set_message("partition: running disko");
-    ssh.check(&disko).context("disko")?;
+    run.bar
+        .set_message("partition: running disko (after any disko an earlier run left running)");
+    ssh.check(&locked(
+        opts,
+        &format!(
+            "rm -f {m} && {disko} && echo {disko} > {m}",
+            m = mark::DISKO
+        ),
+    ))
+    .context("disko")?;
     Ok(())
 }
 
@@ -57,10 +106,13 @@ pub(super) fn copy_system(run: &Run, target: &Target, opts: &Options) -> Result<
     copy(run, opts, MNT_STORE, &[system]).context("copying the system into /mnt")
 }
 
-pub(super) fn nixos_install(ssh: &Ssh, target: &Target) -> Result<()> {
-    ssh.check(&format!(
-        "{SW}/nixos-install --system {} --no-root-passwd --no-channel-copy",
-        target.system.display()
+pub(super) fn nixos_install(ssh: &Ssh, target: &Target, opts: &Options) -> Result<()> {
+    ssh.check(&locked(
+        opts,
+        &format!(
+            "{SW}/nixos-install --system {} --no-root-passwd --no-channel-copy",
+            target.system.display()
+        ),
     ))
     .context("nixos-install")?;
     // The pinned key, so that the installed system answers as the server
@@ -100,25 +152,49 @@ fn put(ssh: &Ssh, path: &str, mode: &str, content: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Reboots detached and waits until the installed system answers (the
-/// installer may answer for a moment after the command).
+/// Reboots detached (marked first: a later run that finds the installer
+/// waits for this reboot instead of partitioning a disk about to boot) and
+/// waits until the installed system answers.
 pub(super) fn reboot(run: &Run, ssh: Ssh, opts: &Options) -> Result<()> {
     ssh.check(&format!(
-        "nohup sh -c 'sleep 1; {SW}/reboot' </dev/null >/dev/null 2>&1 &"
+        "date +%s > {} && nohup sh -c 'sleep 1; {SW}/reboot' </dev/null >/dev/null 2>&1 &",
+        mark::REBOOT
     ))
     .context("reboot")?;
     drop(ssh);
-    let started = Instant::now();
+    wait_for_system(run, opts, Duration::ZERO)
+}
+
+/// Waits until the installed system answers, `already` after the reboot
+/// was asked for. The installer may answer for a moment after the command;
+/// one that goes on answering for `kexec_wait` did not reboot (the next
+/// try reboots it again).
+pub(super) fn wait_for_system(run: &Run, opts: &Options, already: Duration) -> Result<()> {
+    let mut wait = Wait::new(
+        run.bar,
+        "reboot: waiting for the installed system".into(),
+        opts.boot_wait,
+        already,
+    );
     loop {
         match run.connect(opts, Duration::from_secs(1)) {
             // A session may die under us as the installer goes down.
             Ok(ssh) => match detect::found(&ssh).unwrap_or(Found::Gone) {
                 Found::Nixos { .. } => return Ok(()),
-                Found::Installer | Found::Gone => {}
-                Found::Other { id } => bail!(
-                    "{}: after nixos-install and reboot it runs {id}, not NixOS",
-                    run.host.name
+                Found::Installer(_) if wait.elapsed() > opts.kexec_wait => bail!(
+                    "{}: the installer still answers {}s after the reboot was asked for",
+                    run.host.name,
+                    wait.elapsed().as_secs()
                 ),
+                Found::Installer(_) => wait.tick("the installer still answers"),
+                Found::Gone => wait.tick("going down"),
+                Found::Other { id, .. } => {
+                    return Err(retry::Final(format!(
+                        "{}: after nixos-install and reboot it runs {id}, not NixOS",
+                        run.host.name
+                    ))
+                    .into())
+                }
             },
             Err(e) if super::kexec::is_wrong_key(&e) => {
                 return Err(e.context(format!(
@@ -127,12 +203,14 @@ pub(super) fn reboot(run: &Run, ssh: Ssh, opts: &Options) -> Result<()> {
                 )))
             }
             Err(e) => {
-                if started.elapsed() > opts.boot_wait {
-                    return Err(e.context(format!(
-                        "{}: the installed system did not answer within {:?} of the reboot",
+                if wait.expired() {
+                    return Err(retry::Final(format!(
+                        "{}: the installed system did not answer within {:?} of the reboot: {e:#}",
                         run.host.name, opts.boot_wait
-                    )));
+                    ))
+                    .into());
                 }
+                wait.tick("no answer yet");
             }
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -145,7 +223,7 @@ pub(super) fn check_system(ssh: &Ssh, target: &Target) -> Result<String> {
     let running = out.stdout.trim();
     let expected = target.system.display().to_string();
     if out.status != 0 || running != expected {
-        bail!(
+        return Err(retry::Final(format!(
             "{}: runs {} after the install, not {expected}",
             ssh.host,
             if running.is_empty() {
@@ -153,7 +231,8 @@ pub(super) fn check_system(ssh: &Ssh, target: &Target) -> Result<String> {
             } else {
                 running
             }
-        );
+        ))
+        .into());
     }
     Ok(expected)
 }

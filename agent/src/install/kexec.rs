@@ -3,14 +3,17 @@
 //! kexec/run (nixos-images' kexec-run: it carries /etc/ssh/ssh_host_* and
 //! root's authorized keys into the installer and kexecs after a few
 //! seconds, detached), then wait for the same pinned key to answer from
-//! the installer.
+//! the installer. The old system is marked before kexec/run starts
+//! (detect::mark::KEXEC), so that a later run waits for this kexec.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use super::detect::{self, Found};
+use super::retry;
+use super::wait::Wait;
 use super::{Options, Run};
 use crate::deploy::ssh::ConnectError;
 
@@ -23,7 +26,7 @@ pub enum Kexec {
 }
 
 pub(super) fn kexec(run: &Run, tarball: &Path, opts: &Options) -> Result<Kexec> {
-    let ssh = run.connect(opts, opts.boot_wait)?;
+    let ssh = run.connect_waiting(opts, "kexec")?;
     let mut tarball = std::fs::File::open(tarball)
         .with_context(|| format!("open the kexec tarball {}", tarball.display()))?;
     run.bar.set_message("kexec: uploading the installer");
@@ -36,7 +39,12 @@ pub(super) fn kexec(run: &Run, tarball: &Path, opts: &Options) -> Result<Kexec> 
         );
     }
     run.bar.set_message("kexec: running kexec/run");
-    let out = ssh.run("TMPDIR=/root/kexec setsid --wait /root/kexec/run")?;
+    // The mark goes with the command: a run that finds it waits for this
+    // kexec instead of uploading again to a host about to go away.
+    let out = ssh.run(&format!(
+        "date +%s > {mark} && TMPDIR=/root/kexec setsid --wait /root/kexec/run || {{ s=$?; rm -f {mark}; exit $s; }}",
+        mark = detect::mark::KEXEC
+    ))?;
     if out.status != 0 {
         bail!(
             "{}: /root/kexec/run exited with {}: {}",
@@ -46,32 +54,41 @@ pub(super) fn kexec(run: &Run, tarball: &Path, opts: &Options) -> Result<Kexec> 
         );
     }
     drop(ssh);
-    run.bar.set_message("kexec: waiting for the installer");
-    wait_for_installer(run, opts)
+    wait_for_installer(run, opts, Duration::ZERO)
 }
 
 /// Polls the host until the installer answers (with the pinned key, or we
 /// refuse), the old system comes back after going away, or the old system
-/// went on answering for `kexec_wait`.
-fn wait_for_installer(run: &Run, opts: &Options) -> Result<Kexec> {
-    let started = Instant::now();
+/// went on answering for `kexec_wait`; `already` passed since kexec/run
+/// (an earlier run started it).
+pub(super) fn wait_for_installer(run: &Run, opts: &Options, already: Duration) -> Result<Kexec> {
+    let mut wait = Wait::new(
+        run.bar,
+        "kexec: waiting for the installer".into(),
+        opts.boot_wait,
+        already,
+    );
     let mut went_down = false;
     loop {
         match run.connect(opts, Duration::from_secs(1)) {
             // A session may die under us as the old system goes down.
             Ok(ssh) => match detect::found(&ssh).unwrap_or(Found::Gone) {
                 Found::Gone => went_down = true,
-                Found::Installer => return Ok(Kexec::Installer),
-                Found::Other { id } => {
-                    if went_down || started.elapsed() > opts.kexec_wait {
+                Found::Installer(_) => return Ok(Kexec::Installer),
+                Found::Other { id, .. } => {
+                    if went_down || wait.elapsed() > opts.kexec_wait {
                         tracing::warn!(os = %id, went_down, "kexec did not take");
                         return Ok(Kexec::OldSystem);
                     }
+                    wait.tick(&format!("{id} still answers"));
                 }
-                Found::Nixos { .. } => bail!(
-                    "{}: after kexec it runs an installed NixOS, not the installer",
-                    run.host.name
-                ),
+                Found::Nixos { .. } => {
+                    return Err(retry::Final(format!(
+                        "{}: after kexec it runs an installed NixOS, not the installer",
+                        run.host.name
+                    ))
+                    .into())
+                }
             },
             Err(e) => {
                 if is_wrong_key(&e) {
@@ -81,12 +98,14 @@ fn wait_for_installer(run: &Run, opts: &Options) -> Result<Kexec> {
                     )));
                 }
                 went_down = true;
-                if started.elapsed() > opts.boot_wait {
-                    return Err(e.context(format!(
-                        "{}: the installer did not answer within {:?} of kexec",
+                if wait.expired() {
+                    return Err(retry::Final(format!(
+                        "{}: the installer did not answer within {:?} of kexec: {e:#}",
                         run.host.name, opts.boot_wait
-                    )));
+                    ))
+                    .into());
                 }
+                wait.tick("no answer yet");
             }
         }
         std::thread::sleep(Duration::from_millis(300));

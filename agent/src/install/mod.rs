@@ -14,13 +14,22 @@
 //!
 //! Resumable from what the host is (detect.rs): another OS → kexec; the
 //! installer → partition and on; NixOS → done ("already", or "snapshot" for
-//! a server booted from a venue image).
+//! a server booted from a venue image). The agent may be killed at any
+//! moment, so each step marks the host as it starts (detect::mark): a run
+//! that finds a host another run was kexecing or rebooting waits for it
+//! (bounded, and shown: wait.rs) instead of starting over on a host that is
+//! about to go away, and a disk that disko laid out in this installer boot
+//! is not wiped again. A transient failure (a connection reset, sshd
+//! refusing while a host boots) is tried again from what the host is then
+//! (retry.rs).
 
 pub mod artifacts;
 pub mod detect;
 pub mod disk;
 pub mod kexec;
 pub mod report;
+pub mod retry;
+pub mod wait;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -70,8 +79,9 @@ pub struct Options {
     /// How long a booting server (or installer, or installed system) may
     /// take to answer SSH.
     pub boot_wait: Duration,
-    /// How long the old system may go on answering after kexec/run before
-    /// the kexec counts as failed (nixos-images kexecs after 6 s).
+    /// How long the old system may go on answering after kexec/run (or the
+    /// installer after its reboot) before the switch counts as failed
+    /// (nixos-images kexecs after 6 s).
     pub kexec_wait: Duration,
     /// Reboot into the installed system and check it. Off only for
     /// `venue machine install --no-reboot` (the VM test boots the disk itself).
@@ -123,6 +133,8 @@ pub struct HostReport {
     pub system: Option<String>,
     /// Times the server was deleted and created again (kexec never took).
     pub recreated: u32,
+    /// Times the install was taken up again after a transient failure.
+    pub resumed: u32,
     /// (phase, seconds), in order.
     pub phases: Vec<(String, f64)>,
     pub seconds: f64,
@@ -138,6 +150,9 @@ pub type Recreate<'a> = &'a (dyn Fn(&str) -> Result<String> + Sync);
 const KEXEC_TRIES: u32 = 2;
 /// Servers made again for one host before giving up.
 const RECREATE_MAX: u32 = 1;
+/// Looks at what a host is, in one try of its install (kexecs and waits
+/// between them).
+const ROUNDS: u32 = 6;
 
 /// Installs every target, `opts.concurrency` at a time, one progress line each.
 pub fn install(
@@ -201,7 +216,31 @@ fn install_one_with(
         recreated: 0,
         bar,
     };
-    let result = run.steps(target, artifacts, opts, recreate, first_boot);
+    let mut resumed = 0;
+    let result = loop {
+        match run.steps(target, artifacts, opts, recreate, first_boot) {
+            Err(e) if resumed < retry::RESUMES && !retry::is_final(&e) => {
+                resumed += 1;
+                let delay = retry::backoff(resumed);
+                let error = format!("{e:#}");
+                tracing::warn!(
+                    resume = resumed,
+                    of = retry::RESUMES,
+                    ?delay,
+                    error = %error,
+                    "install step failed: taking it up again from what the host is"
+                );
+                bar.set_message(format!(
+                    "failed ({}): again in {}s ({resumed} of {})",
+                    error.lines().next().unwrap_or_default(),
+                    delay.as_secs(),
+                    retry::RESUMES
+                ));
+                std::thread::sleep(delay);
+            }
+            other => break other,
+        }
+    };
     let (install, system, message) = match result {
         Ok((how, system)) => {
             let message = match how {
@@ -231,6 +270,7 @@ fn install_one_with(
         address: run.host.address.clone(),
         system,
         recreated: run.recreated,
+        resumed,
         phases: run.phases,
         seconds: round(started.elapsed().as_secs_f64()),
         message,
@@ -276,6 +316,41 @@ impl Run<'_> {
         )?)
     }
 
+    /// Connects, waiting up to `opts.boot_wait` for a host that boots (or
+    /// `what` it is doing), and showing the wait on the host's line.
+    fn connect_waiting(&self, opts: &Options, what: &str) -> Result<Ssh> {
+        let pinned = self.pinned()?;
+        let mut wait = wait::Wait::new(
+            self.bar,
+            format!("{what}: waiting for SSH"),
+            opts.boot_wait,
+            Duration::ZERO,
+        );
+        loop {
+            let window = wait.left().min(Duration::from_secs(5));
+            match Ssh::connect(
+                &self.host.address,
+                self.host.port,
+                &pinned,
+                &opts.user,
+                &opts.identity,
+                window,
+            ) {
+                Ok(ssh) => return Ok(ssh),
+                Err(ConnectError::Unreachable { last, .. }) if !wait.expired() => wait.tick(&last),
+                Err(ConnectError::Unreachable { host, last, .. }) => {
+                    return Err(ConnectError::Unreachable {
+                        host,
+                        waited: wait.elapsed(),
+                        last,
+                    })
+                    .with_context(|| format!("{}: {what}", self.host.name))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     fn steps(
         &mut self,
         target: &Target,
@@ -284,10 +359,13 @@ impl Run<'_> {
         recreate: Option<Recreate<'_>>,
         first_boot: FirstBoot<'_>,
     ) -> Result<(How, Option<String>)> {
-        loop {
-            let found = self.phase("connect", |r| {
-                let ssh = r.connect(opts, opts.boot_wait)?;
-                detect::found(&ssh)
+        // Each round ends with the host one step further (or waited for);
+        // a host that keeps changing what it runs is given up on.
+        for _ in 0..ROUNDS {
+            let (ssh, found) = self.phase("connect", |r| {
+                let ssh = r.connect_waiting(opts, "connect")?;
+                let found = detect::found(&ssh)?;
+                Ok((ssh, found))
             })?;
             match found {
                 Found::Nixos { system } => {
@@ -298,86 +376,170 @@ impl Run<'_> {
                     };
                     return Ok((how, system));
                 }
-                Found::Installer => {}
                 Found::Gone => anyhow::bail!(
                     "{}: the connection broke while reading /etc/os-release",
                     self.host.name
                 ),
-                Found::Other { id } => {
-                    let kexec = self.phase("build installer", |_| artifacts.get())?.kexec;
-                    tracing::info!(os = %id, "not NixOS: kexec into the installer");
-                    let mut took = false;
-                    for attempt in 1..=KEXEC_TRIES {
-                        match self.phase("kexec", |r| kexec::kexec(r, &kexec, opts))? {
-                            kexec::Kexec::Installer => {
-                                took = true;
-                                break;
-                            }
-                            kexec::Kexec::OldSystem => {
-                                tracing::warn!(attempt, "the old system still answers after kexec")
-                            }
+                Found::Other { id, kexec_started } => {
+                    drop(ssh);
+                    if let Some(age) = kexec_started.filter(|a| secs(*a) < opts.kexec_wait) {
+                        // An earlier run started kexec/run here: the
+                        // installer is on its way, or the kexec failed.
+                        tracing::info!(os = %id, age, "kexec started {age}s ago by an earlier run");
+                        if self.phase("kexec", |r| kexec::wait_for_installer(r, opts, secs(age)))?
+                            == kexec::Kexec::Installer
+                        {
+                            continue;
                         }
                     }
-                    if !took {
-                        let Some(recreate) = recreate.filter(|_| self.recreated < RECREATE_MAX)
-                        else {
-                            anyhow::bail!(
-                                "kexec into the installer failed {KEXEC_TRIES} times (the old system kept answering){}",
-                                if recreate.is_some() { " on a recreated server too" } else { "" }
-                            );
-                        };
-                        let name = self.host.name.clone();
-                        let address = self.phase("recreate", |_| {
-                            recreate(&name).with_context(|| {
-                                format!("recreating {name} after {KEXEC_TRIES} failed kexecs")
-                            })
-                        })?;
-                        self.recreated += 1;
-                        self.host.address = address;
-                        continue;
+                    self.kexec(&id, artifacts, opts, recreate)?;
+                    // The installer answers with the pinned key: look again.
+                    continue;
+                }
+                Found::Installer(marks) => {
+                    if let Some(age) = marks.reboot_started {
+                        if secs(age) < opts.kexec_wait {
+                            // An earlier run asked for the reboot: wait
+                            // for it, never partition a disk about to boot.
+                            drop(ssh);
+                            tracing::info!(age, "reboot asked for {age}s ago by an earlier run");
+                            self.phase("reboot", |r| disk::wait_for_system(r, opts, secs(age)))?;
+                            let system = self.phase("check", |r| {
+                                let ssh = r.connect_waiting(opts, "check")?;
+                                disk::check_system(&ssh, target)
+                            })?;
+                            return Ok((How::Installed, Some(system)));
+                        }
+                        tracing::warn!(
+                            age,
+                            "the installer still runs {age}s after the reboot was asked for: installing on"
+                        );
                     }
+                    return self.install(ssh, &marks, target, artifacts, opts, first_boot);
                 }
             }
-            // The installer answers with the pinned key.
-            let disko = self
-                .phase("build installer", |_| artifacts.get())?
-                .disko
-                .get(&self.host.name)
-                .cloned()
-                .with_context(|| {
-                    format!("the installer has no disko script for {}", self.host.name)
-                })?;
-            let ssh = self.connect(opts, opts.boot_wait)?;
-            if let Some(state) = first_boot.state {
-                state.record_system("install", &self.host.name, &self.host.address);
-            }
-            self.phase("partition", |r| disk::partition(r, &ssh, &disko, opts))?;
-            self.phase("copy system", |r| disk::copy_system(r, target, opts))?;
-            if let Some(secrets) = first_boot.secrets {
-                // Before nixos-install, where nixos-anywhere copies its
-                // extra files: the system's first activation finds them.
-                self.phase("secrets", |_| {
-                    secrets
-                        .upload_to(&ssh, &target.host.roles, MNT_SECRETS_DIR)
-                        .context("writing the host's secrets to the new system")
-                })?;
-            }
-            self.phase("nixos-install", |_| disk::nixos_install(&ssh, target))?;
-            if !opts.reboot {
-                return Ok((How::Installed, None));
-            }
-            self.phase("reboot", |r| disk::reboot(r, ssh, opts))?;
-            let system = self.phase("check", |r| {
-                let ssh = r.connect(opts, opts.boot_wait)?;
-                disk::check_system(&ssh, target)
-            })?;
-            return Ok((How::Installed, Some(system)));
         }
+        anyhow::bail!(
+            "{}: after {ROUNDS} rounds of kexec and waits it still is not the installer",
+            self.host.name
+        )
     }
+
+    /// From another OS into the installer: kexec, tried again and, when it
+    /// never takes, on a server made again.
+    fn kexec(
+        &mut self,
+        os: &str,
+        artifacts: &artifacts::Lazy,
+        opts: &Options,
+        recreate: Option<Recreate<'_>>,
+    ) -> Result<()> {
+        let kexec = self.phase("build installer", |_| built(artifacts))?.kexec;
+        tracing::info!(os, "not NixOS: kexec into the installer");
+        for attempt in 1..=KEXEC_TRIES {
+            match self.phase("kexec", |r| kexec::kexec(r, &kexec, opts))? {
+                kexec::Kexec::Installer => return Ok(()),
+                kexec::Kexec::OldSystem => {
+                    tracing::warn!(attempt, "the old system still answers after kexec")
+                }
+            }
+        }
+        let Some(recreate) = recreate.filter(|_| self.recreated < RECREATE_MAX) else {
+            return Err(retry::Final(format!(
+                "kexec into the installer failed {KEXEC_TRIES} times (the old system kept answering){}",
+                if recreate.is_some() { " on a recreated server too" } else { "" }
+            ))
+            .into());
+        };
+        let name = self.host.name.clone();
+        let address = self.phase("recreate", |_| {
+            recreate(&name).map_err(|e| {
+                retry::Final(format!(
+                    "recreating {name} after {KEXEC_TRIES} failed kexecs: {e:#}"
+                ))
+                .into()
+            })
+        })?;
+        self.recreated += 1;
+        self.host.address = address;
+        Ok(())
+    }
+
+    /// In the installer, with the pinned key: disko (unless this boot laid
+    /// the disk out already), the system into /mnt, the secrets,
+    /// nixos-install, reboot, check. Each step is safe to run again.
+    fn install(
+        &mut self,
+        ssh: Ssh,
+        marks: &detect::Marks,
+        target: &Target,
+        artifacts: &artifacts::Lazy,
+        opts: &Options,
+        first_boot: FirstBoot<'_>,
+    ) -> Result<(How, Option<String>)> {
+        let disko = self
+            .phase("build installer", |_| built(artifacts))?
+            .disko
+            .get(&self.host.name)
+            .cloned()
+            .ok_or_else(|| {
+                retry::Final(format!(
+                    "the installer has no disko script for {}",
+                    self.host.name
+                ))
+            })?;
+        if let Some(state) = first_boot.state {
+            state.record_system("install", &self.host.name, &self.host.address);
+        }
+        self.phase("partition", |r| {
+            disk::partition(r, &ssh, &disko, opts, marks.partitioned.as_deref())
+        })?;
+        self.phase("copy system", |r| disk::copy_system(r, target, opts))?;
+        if let Some(secrets) = first_boot.secrets {
+            // Before nixos-install, where nixos-anywhere copies its
+            // extra files: the system's first activation finds them.
+            self.phase("secrets", |_| {
+                secrets
+                    .upload_to(&ssh, &target.host.roles, MNT_SECRETS_DIR)
+                    .context("writing the host's secrets to the new system")
+            })?;
+        }
+        self.phase("nixos-install", |_| disk::nixos_install(&ssh, target, opts))?;
+        if !opts.reboot {
+            return Ok((How::Installed, None));
+        }
+        self.phase("reboot", |r| disk::reboot(r, ssh, opts))?;
+        let system = self.phase("check", |r| {
+            let ssh = r.connect_waiting(opts, "check")?;
+            disk::check_system(&ssh, target)
+        })?;
+        Ok((How::Installed, Some(system)))
+    }
+}
+
+/// The installer's artifacts; a failed build is final.
+fn built(artifacts: &artifacts::Lazy) -> Result<artifacts::Artifacts> {
+    artifacts
+        .get()
+        .map_err(|e| retry::Final(format!("{e:#}")).into())
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
 }
 
 fn round(secs: f64) -> f64 {
     (secs * 10.0).round() / 10.0
+}
+
+/// `VENUE_BOOT_WAIT_MS`: how long `venue up` waits for a server to answer
+/// SSH (booting, kexecing, rebooting); ten minutes unless set.
+pub fn boot_wait_from_env() -> Duration {
+    std::env::var("VENUE_BOOT_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(10 * 60))
 }
 
 /// `VENUE_KEXEC_WAIT_MS`: the testbed's toy kexec takes a second, a real
@@ -442,7 +604,7 @@ pub fn for_fleet(
         identity: state.path("deploy_ed25519"),
         work_dir: state.dir.clone(),
         concurrency: event.deploy.concurrency as usize,
-        boot_wait: Duration::from_secs(10 * 60),
+        boot_wait: boot_wait_from_env(),
         kexec_wait: kexec_wait_from_env(),
         reboot: true,
     };

@@ -37,6 +37,14 @@ pub struct Fleet {
     #[serde(default)]
     pub tls: bool,
     pub servers: Vec<FleetServer>,
+    /// event.toml's schedule file, as it names it: mkFleet copies it to the
+    /// store with event.toml, which it does not parse (Nix's fromTOML
+    /// refuses the TOML dates `[vote]` uses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// event.toml's `[chat] federation`, for the same reason.
+    #[serde(default)]
+    pub chat_federation: bool,
 }
 
 pub fn write(state: &StateDir, fleet: &Fleet) -> Result<std::path::PathBuf> {

@@ -2,10 +2,15 @@
 //! ticket's subject became, who was invited where, the Q&A, the backstage
 //! "Top questions" messages, and who is listed in the directory.
 //!
-//! `chat_users` does not hang off the ticket: when a ticket is revoked its
-//! row stays, so the sync can still deactivate the Matrix user. A row is
-//! revoked when its subject is gone from `oidc_subjects` (subjects are
-//! random and never reused; ticket IDs can be).
+//! Revocations wait in `chat_revoked`: a trigger writes a subject there
+//! when it leaves `oidc_subjects` (with its ticket, ON DELETE CASCADE), in
+//! the same transaction, whoever deletes the ticket (the staff page or
+//! `tickets revoke` in another process) and whether or not the sync ever
+//! saw the subject's Matrix user. The sync finds that user (in
+//! `chat_users`, else through the admin API), deactivates it, and only
+//! then drops the row, so neither a restart nor an unreachable homeserver
+//! loses one. `chat_users` does not hang off the ticket either (subjects
+//! are random and never reused; ticket IDs can be).
 
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
@@ -20,6 +25,20 @@ CREATE TABLE IF NOT EXISTS chat_users (
     in_space INTEGER NOT NULL DEFAULT 0,
     deactivated INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS chat_revoked (
+    sub TEXT PRIMARY KEY,
+    ticket_id INTEGER NOT NULL,
+    revoked INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS chat_revoke_subject AFTER DELETE ON oidc_subjects
+BEGIN
+    INSERT OR IGNORE INTO chat_revoked (sub, ticket_id, revoked)
+    VALUES (OLD.sub, OLD.ticket_id, CAST(strftime('%s', 'now') AS INTEGER));
+END;
+-- Databases from before the trigger: known users whose subject is gone.
+INSERT OR IGNORE INTO chat_revoked (sub, ticket_id, revoked)
+SELECT sub, ticket_id, 0 FROM chat_users
+WHERE deactivated = 0 AND sub NOT IN (SELECT sub FROM oidc_subjects);
 CREATE TABLE IF NOT EXISTS chat_invites (
     alias TEXT NOT NULL,
     user_id TEXT NOT NULL,
@@ -58,6 +77,17 @@ pub struct ChatUser {
     pub ticket: Ticket,
     pub user_id: String,
     pub in_space: bool,
+}
+
+/// A revoked ticket's subject whose Matrix user may still be active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    pub sub: String,
+    pub ticket_id: i64,
+    /// When (Unix time; 0 for revocations from before the queue).
+    pub revoked: i64,
+    /// Its Matrix user, if the sync had recorded it.
+    pub user_id: Option<String>,
 }
 
 /// A question and its votes.
@@ -140,22 +170,36 @@ impl Store {
         Ok(())
     }
 
-    /// Matrix users whose ticket was revoked and who are still active.
-    pub fn chat_revoked(&self) -> Result<Vec<String>> {
+    /// Revocations not yet carried out on the homeserver, oldest first.
+    pub fn chat_revocations(&self) -> Result<Vec<Revoked>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT user_id FROM chat_users WHERE deactivated = 0
-             AND sub NOT IN (SELECT sub FROM oidc_subjects)",
+            "SELECT r.sub, r.ticket_id, r.revoked, c.user_id
+             FROM chat_revoked r LEFT JOIN chat_users c ON c.sub = r.sub
+             ORDER BY r.revoked, r.sub",
         )?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Revoked {
+                sub: r.get(0)?,
+                ticket_id: r.get(1)?,
+                revoked: r.get(2)?,
+                user_id: r.get(3)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn chat_set_deactivated(&self, user_id: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE chat_users SET deactivated = 1 WHERE user_id = ?1",
-            params![user_id],
+    /// The revocation of `sub` is carried out: its Matrix user (if it had
+    /// one) is deactivated.
+    pub fn chat_revocation_done(&self, sub: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE chat_users SET deactivated = 1 WHERE sub = ?1",
+            params![sub],
         )?;
+        tx.execute("DELETE FROM chat_revoked WHERE sub = ?1", params![sub])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -345,5 +389,128 @@ impl Store {
         let mut out: Vec<Listed> = rows.collect::<Result<_, _>>()?;
         out.sort_by_key(|l| l.name.to_lowercase());
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TicketRole;
+
+    /// A database in a fresh directory, removed on drop.
+    struct Db(std::path::PathBuf);
+    impl Db {
+        fn new() -> Db {
+            let dir = std::env::temp_dir().join(format!(
+                "venue-chat-store-{}",
+                conference::protocol::hex(&crate::random_bytes::<8>())
+            ));
+            Db(dir)
+        }
+        fn open(&self) -> Store {
+            Store::open(&self.0).unwrap()
+        }
+    }
+    impl Drop for Db {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn ticket(s: &Store, email: &str) -> i64 {
+        s.put_ticket(email, "code-123456", TicketRole::Attendee, None)
+            .unwrap()
+    }
+
+    #[test]
+    fn revoking_a_ticket_queues_its_subject_until_done_across_reopens() {
+        let db = Db::new();
+        let s = db.open();
+        let (a, b, c) = (
+            ticket(&s, "a@example.org"),
+            ticket(&s, "b@example.org"),
+            ticket(&s, "c@example.org"),
+        );
+        let (sa, sb) = (s.oidc_subject(a).unwrap(), s.oidc_subject(b).unwrap());
+        s.oidc_subject(c).unwrap();
+        // The sync saw A's account, not B's; C is not revoked.
+        s.chat_map_user(a, &sa, "@a:s").unwrap();
+        assert_eq!(s.chat_revocations().unwrap(), []);
+        let before = chrono::Utc::now().timestamp();
+        s.revoke_ticket("a@example.org").unwrap().unwrap();
+        s.revoke_ticket("b@example.org").unwrap().unwrap();
+        drop(s);
+
+        let s = db.open();
+        let mut got = s.chat_revocations().unwrap();
+        got.sort_by_key(|r| r.ticket_id);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            (
+                got[0].sub.as_str(),
+                got[0].ticket_id,
+                got[0].user_id.as_deref()
+            ),
+            (sa.as_str(), a, Some("@a:s"))
+        );
+        assert_eq!(
+            (
+                got[1].sub.as_str(),
+                got[1].ticket_id,
+                got[1].user_id.as_deref()
+            ),
+            (sb.as_str(), b, None)
+        );
+        assert!(got.iter().all(|r| r.revoked >= before), "{got:?}");
+
+        s.chat_revocation_done(&sa).unwrap();
+        drop(s);
+        let s = db.open();
+        let left: Vec<String> = s
+            .chat_revocations()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.sub)
+            .collect();
+        assert_eq!(left, std::slice::from_ref(&sb));
+        // A's user is marked deactivated: reopening does not queue it again.
+        let deactivated: i64 = s
+            .conn()
+            .query_row(
+                "SELECT deactivated FROM chat_users WHERE sub = ?1",
+                params![sa],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(deactivated, 1);
+        s.chat_revocation_done(&sb).unwrap();
+        assert_eq!(s.chat_revocations().unwrap(), []);
+    }
+
+    #[test]
+    fn known_users_revoked_before_the_queue_existed_are_queued_on_open() {
+        let db = Db::new();
+        let s = db.open();
+        let a = ticket(&s, "a@example.org");
+        let sa = s.oidc_subject(a).unwrap();
+        s.chat_map_user(a, &sa, "@a:s").unwrap();
+        // A database of the version before: no trigger, the subject gone.
+        s.conn()
+            .execute_batch("DROP TRIGGER chat_revoke_subject")
+            .unwrap();
+        s.revoke_ticket("a@example.org").unwrap().unwrap();
+        assert_eq!(s.chat_revocations().unwrap(), []);
+        drop(s);
+
+        let got = db.open().chat_revocations().unwrap();
+        assert_eq!(
+            got,
+            [Revoked {
+                sub: sa,
+                ticket_id: a,
+                revoked: 0,
+                user_id: Some("@a:s".into()),
+            }]
+        );
     }
 }

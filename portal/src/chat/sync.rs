@@ -21,14 +21,16 @@ pub fn spawn(state: Arc<AppState>) {
         return;
     };
     tokio::spawn(async move {
-        let mut failing = false;
+        let (mut failing, mut first) = (false, true);
         loop {
             match chat.pass(&state, Utc::now()).await {
                 Ok(()) => {
                     if failing {
                         tracing::info!("chat: the homeserver is in step again");
+                    } else if first {
+                        tracing::info!("chat: the homeserver is in step");
                     }
-                    failing = false;
+                    (failing, first) = (false, false);
                 }
                 // The first failure is a warning; repeats (a homeserver
                 // still starting) only at debug level.
@@ -49,25 +51,17 @@ pub fn spawn(state: Arc<AppState>) {
 }
 
 impl Chat {
-    /// One pass: rooms, users, invites, power levels, topics, questions.
+    /// One pass: revocations first, then rooms, users, invites, power
+    /// levels, topics, questions.
     pub async fn pass(&self, state: &AppState, now: DateTime<Utc>) -> Result<()> {
         let ev = &state.event;
         let bot = self.ensure_bot(&ev.name).await?;
+        self.deactivate_revoked(&bot, state, now).await?;
         let space = self.ensure_room(&bot, &self.plan[0], None, ev, now).await?;
         for p in &self.plan[1..] {
             self.ensure_room(&bot, p, Some(&space), ev, now).await?;
         }
         self.map_users(&bot, state).await?;
-        for user in state.store.chat_revoked()? {
-            match self.matrix.deactivate(&bot.token, &user).await {
-                Ok(()) => {
-                    tracing::info!(user = %user, "chat: deactivated the user of a revoked ticket")
-                }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-            state.store.chat_set_deactivated(&user)?;
-        }
         let users = state.store.chat_users()?;
         for u in users.iter().filter(|u| !u.in_space) {
             self.matrix
@@ -200,6 +194,44 @@ impl Chat {
                 tracing::info!(ticket = ticket_id, user = %user, "chat: a ticket holder is on the homeserver");
                 state.store.chat_map_user(ticket_id, &sub, &user)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Deactivates the Matrix user of every revoked subject, known to the
+    /// sync or not (revoked before a pass saw its login).
+    async fn deactivate_revoked(
+        &self,
+        bot: &Bot,
+        state: &AppState,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for r in state.store.chat_revocations()? {
+            let user = match r.user_id {
+                Some(u) => Some(u),
+                None => {
+                    self.matrix
+                        .user_by_external_id(&bot.token, &self.config.auth_provider, &r.sub)
+                        .await?
+                }
+            };
+            match user {
+                Some(user) => match self.matrix.deactivate(&bot.token, &user).await {
+                    Ok(()) => tracing::info!(
+                        ticket = r.ticket_id,
+                        user = %user,
+                        "chat: deactivated the user of a revoked ticket"
+                    ),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                },
+                None if !no_account_for_good(r.revoked, now) => continue,
+                None => tracing::debug!(
+                    ticket = r.ticket_id,
+                    "chat: a revoked ticket never had a Matrix user"
+                ),
+            }
+            state.store.chat_revocation_done(&r.sub)?;
         }
         Ok(())
     }
@@ -366,6 +398,18 @@ impl Chat {
     }
 }
 
+/// How long a revoked subject the homeserver does not know is asked for
+/// again: a login whose code was redeemed just before the revocation may
+/// still be making its account.
+const LATE_ACCOUNT_SECS: i64 = 600;
+
+/// Whether a revoked subject the homeserver does not know (404) will never
+/// have an account: its code is redeemed only while the ticket lives, so
+/// an account comes, if at all, within a login's duration.
+fn no_account_for_good(revoked: i64, now: DateTime<Utc>) -> bool {
+    now.timestamp() - revoked >= LATE_ACCOUNT_SECS
+}
+
 /// The backstage's message: the ten questions with the most votes.
 pub fn top_questions(title: &str, questions: &[super::store::Question]) -> String {
     let mut body = format!("Top questions — {title}");
@@ -380,4 +424,20 @@ pub fn top_questions(title: &str, questions: &[super::store::Question]) -> Strin
         ));
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_revoked_subject_is_asked_for_again_for_a_while() {
+        let now = Utc::now();
+        let t = now.timestamp();
+        assert!(!no_account_for_good(t, now));
+        assert!(!no_account_for_good(t - LATE_ACCOUNT_SECS + 1, now));
+        assert!(no_account_for_good(t - LATE_ACCOUNT_SECS, now));
+        // Queued before revocations had a time: known users only.
+        assert!(no_account_for_good(0, now));
+    }
 }

@@ -32,11 +32,24 @@ pub struct Server {
     pub participants: u64,
     /// Meetings the portal opened there that no poll has listed yet.
     pub unconfirmed: usize,
+    /// Each meeting of the last poll, for the agent's per-room load and
+    /// peaks (no names of people).
+    #[serde(default)]
+    pub rooms: Vec<MeetingLoad>,
     /// Draining, up, and a poll sent after the drain began found it empty
     /// (meetings = unconfirmed = 0): the agent may release it.
     pub drained: bool,
     pub last_answer: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+}
+
+/// One meeting's counts, as getMeetings gave them.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct MeetingLoad {
+    pub id: String,
+    pub participants: u64,
+    pub listeners: u64,
+    pub video: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,6 +114,16 @@ pub async fn servers(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             meetings: s.meetings.len(),
             participants: s.participants(),
             unconfirmed: state.cluster.unconfirmed(s),
+            rooms: s
+                .meetings
+                .iter()
+                .map(|m| MeetingLoad {
+                    id: m.id.clone(),
+                    participants: m.participants,
+                    listeners: m.listeners,
+                    video: m.video,
+                })
+                .collect(),
             drained: state.cluster.drained(s),
             last_answer: s.last_answer,
             last_error: s.last_error.clone(),

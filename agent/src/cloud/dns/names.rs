@@ -121,6 +121,8 @@ mod tests {
                 server("coop", "jitsi", "192.0.2.3", None),
                 server("coop", "coturn", "192.0.2.3", None),
             ],
+            schedule: None,
+            chat_federation: false,
         };
         let w = wanted("example.org", &fleet);
         let got: Vec<(&str, &str, Vec<&str>)> = w
@@ -164,6 +166,8 @@ mod tests {
                 server("ev-portal-1", "portal", "192.0.2.1", None),
                 server("ev-chat-1", "chat", "192.0.2.4", Some("2001:db8::4")),
             ],
+            schedule: None,
+            chat_federation: false,
         };
         let got: Vec<(String, &str, Vec<String>)> = wanted("example.org", &fleet)
             .into_iter()
