@@ -31,11 +31,14 @@ let
   start = pkgs.writeShellScript "${unit}-start" ''
     set -eu
     token_file="$CREDENTIALS_DIRECTORY/hcloud-token"
-    if [ ! -s "$token_file" ]; then
+    IFS= read -r HCLOUD_TOKEN < "$token_file" || true
+    # As the hcloud CLI: the first line, without surrounding white space.
+    HCLOUD_TOKEN="''${HCLOUD_TOKEN#"''${HCLOUD_TOKEN%%[![:space:]]*}"}"
+    HCLOUD_TOKEN="''${HCLOUD_TOKEN%"''${HCLOUD_TOKEN##*[![:space:]]}"}"
+    if [ -z "$HCLOUD_TOKEN" ]; then
       echo "${unit}: the Hetzner API token (${cfg.tokenFile}) is empty: refusing to start" >&2
       exit 1
     fi
-    IFS= read -r HCLOUD_TOKEN < "$token_file" || [ -n "$HCLOUD_TOKEN" ]
     export HCLOUD_TOKEN
     exec ${lib.getExe' cfg.package "venue"} autopilot ${lib.escapeShellArg "${cfg.eventFile}"} \
       --state "$STATE_DIRECTORY" --interval ${toString cfg.interval}

@@ -103,6 +103,24 @@ let
         };
         room_directory.servers = [ cfg.serverName ];
         default_federate = cfg.federation.enable;
+        # The sample config's outside services, which would see who uses
+        # the event's chat: vector.im's identity server and integrations,
+        # element.io's bug reports and calls, maptiler's maps. Meetings are
+        # the portal's Join; Element's own calls and widgets are off.
+        default_server_config."m.identity_server" = null;
+        integrations_ui_url = null;
+        integrations_rest_url = null;
+        integrations_widgets_urls = [ ];
+        bug_report_endpoint_url = null;
+        uisi_autorageshake_app = null;
+        jitsi = null;
+        element_call = null;
+        map_style_url = null;
+        enable_presence_by_hs_url = null;
+        setting_defaults."UIFeature.voip" = false;
+        setting_defaults."UIFeature.widgets" = false;
+        setting_defaults."UIFeature.identityServer" = false;
+        setting_defaults."UIFeature.feedback" = false;
       }
       cfg.element.extraConfig;
   };
@@ -141,12 +159,14 @@ let
   '';
 
   # archive.nix: run as root by `venue archive`; pg_dump as the database's
-  # superuser over the local socket, a consistent snapshot of a live database.
+  # superuser over the local socket, a consistent snapshot of a live database,
+  # without the login tokens (the portal bot's and the export's are admins').
   dumpDatabase = pkgs.writeShellScript "venue-chat-dump" ''
     set -euo pipefail
     install -d -m 0700 ${dirOf archiveFile}
     ${pkgs.util-linux}/bin/runuser -u postgres -- \
       ${postgres.package}/bin/pg_dump --port=${toString postgres.settings.port} --format=custom --dbname=${dbName} \
+      --exclude-table-data=access_tokens --exclude-table-data=refresh_tokens \
       > ${archiveFile}.new
     mv ${archiveFile}.new ${archiveFile}
   '';

@@ -94,7 +94,7 @@ let
       if [ -r "$f" ]; then sha256sum < "$f"; else echo missing; fi
     done | sha256sum | cut -d' ' -f1
   '';
-  recordDigest = unit: files: "+${pkgs.writeShellScript "venue-secrets-record-${lib.removeSuffix ".service" unit}" ''
+  recordDigest = unit: files: "+${pkgs.writeShellScript "venue-secrets-record-${builtins.replaceStrings [ "@" ] [ "-" ] (lib.removeSuffix ".service" unit)}" ''
     PATH=${lib.makeBinPath [ pkgs.coreutils ]}
     umask 077
     mkdir -p ${digestDir}
@@ -357,6 +357,11 @@ in
     })
 
     (lib.mkIf (consumers != { }) {
+      assertions = [{
+        assertion = lib.all (lib.hasSuffix ".service") (lib.attrNames consumers);
+        message = "services.venue.secrets.consumers: only .service units record what they read (${lib.concatStringsSep ", " (lib.attrNames consumers)})";
+      }];
+
       # The agent makes it too (mode 0700); here so that the path unit
       # watches the directory itself from the first boot on.
       systemd.tmpfiles.settings.venue-secrets.${cfg.secretsDir}.d = {
@@ -380,32 +385,42 @@ in
             Type = "oneshot";
             UMask = "0077";
             # A consumer's start can hang; the next change needs this unit free.
-            TimeoutStartSec = "15min";
+            TimeoutStartSec = "30min";
           };
           script = ''
             # The agent writes several files in one go: let it finish.
             sleep 3
-            # `venue deploy` switches right after the upload. A unit restarted
-            # while the switch runs keeps the old configuration (the switch
-            # only starts what is stopped), so wait for it; the units it
-            # starts record what they start with.
-            for _ in $(seq 600); do
-              pgrep -f '/bin/switch-to-configuration' >/dev/null || break
-              sleep 1
-            done
+            # A unit restarted while a switch runs keeps the old
+            # configuration (the switch only starts what is stopped): wait
+            # for any switch before each pass. `venue deploy` also stops the
+            # path unit around its own switch and runs this unit after it.
+            # The units a switch starts record what they start with.
+            wait_for_switch() {
+              for _ in $(seq 300); do
+                pgrep -f '/bin/switch-to-configuration' >/dev/null || return 0
+                sleep 1
+              done
+            }
             # Files that change while this runs fire no new run (systemd
             # merges the trigger into this one): look again until nothing
-            # differs, a few times at most.
+            # differs, a few times at most. A unit restarted for a digest
+            # is not restarted again for the same digest in this run (one
+            # that fails before it records what it read would loop).
             rc=0
             restarted=()
             started=()
+            declare -A acted=()
             for pass in 1 2 3 4 5; do
+              wait_for_switch
               changed=()
               stopped=()
               ${lib.concatStrings (lib.mapAttrsToList (unit: files: ''
                 now=$( ${digestOf files} )
-                if [ "$(cat ${digestDir}/${unit} 2>/dev/null)" != "$now" ]; then
+                if [ "''${acted[${lib.escapeShellArg unit}]:-}" = "$now" ]; then
+                  :
+                elif [ "$(cat ${digestDir}/${unit} 2>/dev/null)" != "$now" ]; then
                   changed+=(${lib.escapeShellArg unit})
+                  acted[${lib.escapeShellArg unit}]=$now
                 elif ! ${systemctl} is-active -q ${lib.escapeShellArg unit}; then
                   stopped+=(${lib.escapeShellArg unit})
                 fi

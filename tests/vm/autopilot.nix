@@ -112,6 +112,13 @@ pkgs.testers.runNixOSTest {
         machine.succeed("systemctl restart venue-autopilot.service")
         machine.wait_until_succeeds("journalctl -u venue-autopilot.service | grep -q 'token (/run/venue-test/hcloud-token) is empty: refusing to start'")
         machine.fail("test -e ${stateDir}/token.sha256")
+        # Only white space is no token either.
+        machine.succeed("printf '  \\n' > /run/venue-test/hcloud-token")
+        since = machine.succeed("date +%s").strip()
+        machine.sleep(1)
+        machine.succeed("systemctl restart venue-autopilot.service")
+        machine.wait_until_succeeds(f"journalctl --since @{since} -u venue-autopilot.service | grep -q 'token (/run/venue-test/hcloud-token) is empty: refusing to start'")
+        machine.fail("test -e ${stateDir}/token.sha256")
 
     with subtest("a missing token file is refused"):
         machine.succeed("rm /run/venue-test/hcloud-token")

@@ -161,7 +161,9 @@ pkgs.testers.runNixOSTest {
               f" && mv /var/lib/venue/secrets/.{name} /var/lib/venue/secrets/{name}"
               for name, value in secrets.items()
           ))
-          chat.wait_for_unit("matrix-synapse.service", timeout=180)
+          # Not wait_for_unit: the unit may still be inactive (failed at
+          # boot, restarted by the path unit) when this starts looking.
+          chat.wait_until_succeeds("systemctl is-active matrix-synapse.service", timeout=180)
           chat.wait_for_open_port(8008)
           portal.wait_for_unit("venue-portal.service")
           portal.wait_for_open_port(8087)
@@ -178,7 +180,12 @@ pkgs.testers.runNixOSTest {
           for f in ["secrets.yaml", "oidc-client-secret"]:
               chat.succeed(f"test \"$(stat -c '%a %U %G' /run/venue-chat/{f})\" = '440 root matrix-synapse'")
           assert chat.succeed("cat /run/venue-chat/oidc-client-secret") == secrets["oidc-client-secret"]
-          chat.fail("journalctl -u matrix-synapse.service | grep -q 'Config is missing macaroon_secret_key'")
+          # Synapse would fall back to the registration secret without a
+          # macaroon key (config/key.py): require the delivered values.
+          delivered = json.loads(chat.succeed("cat /run/venue-chat/secrets.yaml"))  # jq's JSON: YAML too
+          for key, name in [("macaroon_secret_key", "synapse-macaroon-secret"), ("form_secret", "synapse-form-secret"),
+                            ("registration_shared_secret", "synapse-registration-secret")]:
+              assert delivered[key] == secrets[name], key
 
       with subtest("Synapse's database has the C collation"):
           row = chat.succeed(
@@ -208,6 +215,10 @@ pkgs.testers.runNixOSTest {
           assert conf["sso_redirect_options"]["immediate"] is True, conf
           assert conf["disable_custom_urls"] is True and conf["disable_guests"] is True, conf
           assert conf["default_federate"] is False, conf
+          # No outside service learns who uses the event's chat.
+          raw = client.succeed("curl -sf https://chat.test/config.json")
+          for host in ["vector.im", "element.io", "maptiler", "matrix.org"]:
+              assert host not in raw, (host, raw)
 
       with subtest("the portal delegates the server name to the chat host"):
           headers = client.succeed("curl -sf -D - -o /tmp/wk https://test/.well-known/matrix/client")

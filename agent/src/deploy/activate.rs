@@ -51,6 +51,7 @@ pub fn activate(
         ..health.clone()
     };
     if previous.as_deref() == Some(system) && check_health(address, &glance).is_ok() {
+        settle_secrets(ssh);
         return Ok(Activation::AlreadyActive);
     }
     ssh.check(&format!("nix-env -p {PROFILE} --set {system}"))
@@ -85,24 +86,43 @@ pub fn activate(
             ssh.check(&format!("{PROFILE}/bin/switch-to-configuration switch"))
                 .context("switch back to the previous generation")
         });
+    settle_secrets(ssh);
     match rolled_back {
         Ok(_) => Ok(Activation::RolledBack { reason }),
         Err(e) => bail!("{reason}; then the rollback failed too: {e:#}"),
     }
 }
 
-/// The secrets were uploaded just before the switch, and the host's path
-/// unit restarts what reads them; a restart that raced the switch would run
-/// the old configuration. Once the switch is done, run that unit once more
-/// (it restarts only units whose files differ from what they started with)
-/// and wait for it. Hosts without venue's modules have no such unit; a unit
-/// that still fails is for the health check to report.
-fn settle_secrets(ssh: &Ssh) {
-    const UNIT: &str = "venue-secrets-changed.service";
-    let script =
-        format!("if systemctl cat {UNIT} >/dev/null 2>&1; then systemctl start {UNIT} || true; fi");
+/// The unit venue's modules restart secrets' readers with, and the path unit
+/// that starts it when the secrets directory changes.
+const SECRETS_UNIT: &str = "venue-secrets-changed";
+
+/// Before the upload: the path unit must not restart services while the
+/// switch that follows runs (a unit started between the switch's stop and
+/// its reload keeps the old definition). [`settle_secrets`] starts it again.
+/// A host without venue's modules has no such unit; a host left with it
+/// stopped (the agent killed in between) gets it back at its next deploy or
+/// boot.
+pub fn hold_secrets_watch(ssh: &Ssh) {
+    let script = format!(
+        "if systemctl cat {SECRETS_UNIT}.path >/dev/null 2>&1; then systemctl stop {SECRETS_UNIT}.path; fi"
+    );
     if let Err(e) = ssh.run(&script) {
-        tracing::warn!(host = %ssh.host, "running {UNIT} after the switch: {e:#}");
+        tracing::warn!(host = %ssh.host, "stopping {SECRETS_UNIT}.path before the upload: {e:#}");
+    }
+}
+
+/// After the switch (or none): watch the secrets again, then run the
+/// restart unit once and wait for it; it restarts the units whose files
+/// differ from what they started with. A unit that still fails is for the
+/// health check to report.
+fn settle_secrets(ssh: &Ssh) {
+    let script = format!(
+        "if systemctl cat {SECRETS_UNIT}.service >/dev/null 2>&1; then \
+         systemctl start {SECRETS_UNIT}.path; systemctl start {SECRETS_UNIT}.service || true; fi"
+    );
+    if let Err(e) = ssh.run(&script) {
+        tracing::warn!(host = %ssh.host, "running {SECRETS_UNIT} after the switch: {e:#}");
     }
 }
 

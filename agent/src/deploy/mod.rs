@@ -212,6 +212,7 @@ fn run_steps(
     }
 
     bar.set_message("uploading secrets");
+    activate::hold_secrets_watch(&ssh);
     report.secrets = secrets.upload(&ssh, &host.roles)?;
     step("secrets");
 
