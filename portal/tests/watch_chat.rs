@@ -134,7 +134,7 @@ async fn video_state(d: &Driver) -> Value {
     d.script(
         "var v = document.getElementById('stream');
          return {player: v.getAttribute('data-player'), paused: v.paused, readyState: v.readyState,
-                 networkState: v.networkState, error: v.error && [v.error.code, v.error.message],
+                 networkState: v.networkState, mediaError: v.error && [v.error.code, v.error.message],
                  currentTime: v.currentTime, src: v.currentSrc, buffered: v.buffered.length,
                  hash: location.hash, scrollY: window.scrollY}",
     )
@@ -392,8 +392,9 @@ async fn the_watch_page_plays_the_stream_beside_the_rooms_chat() {
         std::fs::write(PathBuf::from(dir).join("watch-chat-posted.png"), &png).unwrap();
     }
     eprintln!(
-        "timings: services up in {:.1} s, whole test {:.1} s; layout {l}",
+        "timings: services up in {:.1} s, whole test {:.1} s; player {}; layout {l}",
         started.as_secs_f64(),
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        video_state(&d).await["player"]
     );
 }
