@@ -141,6 +141,8 @@ pkgs.testers.runNixOSTest {
         assert served() == fingerprint("first"), served()
 
     with subtest("a renewed certificate is served after the upload, without a switch"):
+        portal.wait_for_unit("venue-portal.service")
+        before = portal.succeed("systemctl show -P InvocationID venue-portal.service").strip()
         portal.succeed("install -m 0400 ${certs}/second-key.pem /var/lib/venue/secrets/tls-key.pem")
         portal.succeed("install -m 0400 ${certs}/second.pem /var/lib/venue/secrets/tls-fullchain.pem")
         client.wait_until_succeeds(
@@ -148,13 +150,16 @@ pkgs.testers.runNixOSTest {
             f" | openssl x509 -noout -fingerprint -sha256 | grep -qxF '{fingerprint('second')}'"
         )
         portal.succeed("systemctl is-active nginx.service")
+        # Only what reads the certificate restarted: the portal (behind
+        # nginx) did not, so nobody's running request was cut.
+        portal.wait_until_succeeds("[ \"$(systemctl show -P ActiveState venue-secrets-changed.service)\" = inactive ]")
+        assert portal.succeed("systemctl show -P InvocationID venue-portal.service").strip() == before
         # nginx reads its own copy: the agent's files stay root-only.
         portal.succeed("test \"$(stat -c '%a %U' /var/lib/venue/secrets/tls-key.pem)\" = '400 root'")
         portal.succeed("test \"$(stat -c '%a %U %G' /run/venue-tls/key.pem)\" = '440 root nginx'")
 
     with subtest("health endpoints answer through nginx"):
         client.wait_for_unit("network.target")
-        # The upload above restarted the portal too (it reads the secrets).
         portal.wait_for_open_port(8087)
         client.succeed("curl -sf http://${nodes.portal.networking.primaryIPAddress}/healthz")
         client.succeed("curl -sf http://${nodes.portal.networking.primaryIPAddress}/healthz/portal")
