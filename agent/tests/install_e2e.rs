@@ -314,7 +314,10 @@ fn a_crash_at_each_install_step_then_a_rerun_converges() {
     let names = bed.rent();
     let ids = bed.server_ids();
     // Two crashed runs, each with every host held at another step, then a
-    // clean run: every step boundary is crossed by a crash once.
+    // clean run: every step boundary is crossed by a crash once. The last
+    // host's disko ran to its end in the first round: the second resumes
+    // with the copy and must not wipe the disk again (a file left on it
+    // stays).
     let rounds: [[&str; 4]; 2] = [
         [
             "block-kexec-before",
@@ -326,10 +329,14 @@ fn a_crash_at_each_install_step_then_a_rerun_converges() {
             "block-nixos-install-after",
             "block-reboot-before",
             "block-disko-before",
-            "block-disko-after",
+            "block-nixos-install-after",
         ],
     ];
+    let laid_out = bed.hosts.with_host(&names[3], |h| h.disk()).unwrap();
     for (round, faults) in rounds.iter().enumerate() {
+        if round == 1 {
+            std::fs::write(laid_out.join("left-by-the-test"), "").unwrap();
+        }
         for (name, fault) in names.iter().zip(faults) {
             bed.hosts
                 .with_host(name, |h| {
@@ -370,6 +377,13 @@ fn a_crash_at_each_install_step_then_a_rerun_converges() {
         std::thread::sleep(Duration::from_millis(500));
         let modes: Vec<String> = names.iter().map(|n| bed.mode(n)).collect();
         eprintln!("after crash {round}: {modes:?}");
+        if round == 1 {
+            assert!(
+                laid_out.join("left-by-the-test").exists(),
+                "{}: disko ran again on a disk laid out in this installer boot",
+                names[3]
+            );
+        }
         assert_eq!(bed.server_ids(), ids, "no server was made again");
     }
     let (v, success, stderr) = bed.up();
@@ -729,15 +743,31 @@ fn venue_up_killed_at_random_moments_of_the_install_converges() {
         } else {
             dice.millis(300, 3000)
         };
+        // Its log says what it waited for and took up again.
+        let log = std::fs::File::create(bed.dir.join(format!("killed-{kill}.log"))).unwrap();
         let child = bed
             .command(&["up", &bed.event, "--json"])
+            .env("VENUE_LOG", "venue_agent::install=info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .process_group(0)
             .spawn()
             .unwrap();
         std::thread::sleep(after);
         crash_group(child);
+        let log = std::fs::read_to_string(bed.dir.join(format!("killed-{kill}.log"))).unwrap();
+        for l in log.lines().filter(|l| {
+            [
+                "earlier run",
+                "taking it up again",
+                "laid out in this",
+                "still waiting",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        }) {
+            eprintln!("  {l}");
+        }
         let modes: Vec<String> = names.iter().map(|n| bed.mode(n)).collect();
         eprintln!("kill {kill} after {after:?}: {modes:?}");
         assert_eq!(
