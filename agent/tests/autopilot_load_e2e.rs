@@ -323,7 +323,7 @@ fn an_extra_bbb_server_comes_under_load_and_goes_once_drained() {
     let s = state.to_str().unwrap();
     let venue = Venue {
         state: state.clone(),
-        issuer_root: issuer_root,
+        issuer_root,
     };
 
     let plan: Value = serde_json::from_str(&common::ok(

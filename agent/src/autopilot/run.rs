@@ -455,10 +455,8 @@ fn load_step(p: &mut Pilot, now: DateTime<Utc>, scheduled: &[PlannedServer], lea
     // with a server unknown, only those are done.
     let observed = !obs.bbb.is_empty() && obs.bbb.iter().all(|b| b.meetings.is_some());
     let decision = load::decide(&settings, &obs);
-    if !observed
-        && !(decision.drain.is_empty() && decision.release.is_empty())
-        && p.unobserved_said != Some(now.date_naive())
-    {
+    let held_back = !decision.drain.is_empty() || !decision.release.is_empty();
+    if !observed && held_back && p.unobserved_said != Some(now.date_naive()) {
         p.say(&format!(
             "load: not every server's meetings are known, not draining or releasing: {}",
             decision.notes.join("; ")

@@ -490,9 +490,13 @@ mk "toy-services-${server.name}" ''
   cat > $out/etc/turnserver.conf <<'EOC'
   ${turnTemplate}
   EOC
-  cat > $out/etc/portal.toml <<'EOC'
-  ${portalConfig}
-  EOC
+  ${if role == "portal" then ''
+    # Only the portal's: another host's system must not change (and its
+    # services restart) when a BigBlueButton server joins or leaves.
+    cat > $out/etc/portal.toml <<'EOC'
+    ${portalConfig}
+    EOC
+  '' else ""}
 
   # Starts (or restarts) the services; `start tls` only re-reads the
   # certificate (the watcher runs it when venue deploys a renewed one).
