@@ -61,7 +61,7 @@ pub fn lead_of(event_file: &Path, event: &Event, state: Option<&Path>) -> Lead {
 fn dry_run(opts: &AutopilotOptions) -> Result<()> {
     let event = Event::load(&opts.event)?;
     // The prices `venue plan` uses: live with a token, else the bundled table.
-    let (prices, warning) = super::block_on(crate::cloud::pricing::live_or_bundled());
+    let (prices, warning) = crate::runtime::block_on(crate::cloud::pricing::live_or_bundled());
     if let Some(w) = warning {
         eprintln!("warning: {w}");
     }

@@ -29,7 +29,7 @@ pub struct DownOptions {
 }
 
 pub fn run(opts: DownOptions) -> Result<()> {
-    super::block_on(async {
+    crate::runtime::block_on(async {
         let event = Event::load(&opts.event)?;
         let client = Client::from_env()?;
         let inv = Inventory::load(&client, &event.id).await?;

@@ -129,7 +129,7 @@ fn autopilot_text(a: &AutopilotStatus) -> String {
 }
 
 pub fn run(opts: StatusOptions) -> Result<()> {
-    super::block_on(async {
+    crate::runtime::block_on(async {
         let event = Event::load(&opts.event)?;
         let client = Client::from_env()?;
         let (prices, warning) = match pricing::live(&client).await {

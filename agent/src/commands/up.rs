@@ -40,7 +40,7 @@ pub fn run(opts: UpOptions) -> Result<()> {
     ))?;
     let _lock = state.lock()?;
     let clock = Clock::from_env()?;
-    let (target, mut rented) = super::block_on(async {
+    let (target, mut rented) = crate::runtime::block_on(async {
         let client = crate::cloud::Client::from_env()?;
         // The first request: a wrong token stops us here, before anything exists.
         let prices = crate::cloud::pricing::live(&client)

@@ -26,9 +26,9 @@ use conference::clock::Clock;
 use conference::Event;
 use serde::Serialize;
 
+use crate::cloud::inventory::Inventory;
 use crate::cloud::types::Server;
 use crate::cloud::Client;
-use crate::cloud::inventory::Inventory;
 use crate::model::state::StateDir;
 use crate::plan::prices::PriceTable;
 use crate::plan::PlannedServer;

@@ -12,9 +12,9 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde::Serialize;
 
-use crate::cloud::{actions, Client, CloudError};
 use crate::cloud::cost;
 use crate::cloud::inventory::Inventory;
+use crate::cloud::{actions, Client, CloudError};
 use crate::model::state::StateDir;
 use crate::plan::prices::PriceTable;
 

@@ -104,7 +104,7 @@ pub enum Command {
 
 /// The command line's entry. `install` is the install phase's function.
 pub fn run(cmd: Command, install: build::Install<'_>) -> Result<()> {
-    super::block_on(async {
+    crate::runtime::block_on(async {
         let client = Client::from_env()?;
         match cmd {
             Command::List { json } => {
