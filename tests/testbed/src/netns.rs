@@ -420,6 +420,8 @@ impl NetnsHosts {
             bail!("test hosts need root (network namespaces, bind mounts)");
         }
         std::fs::create_dir_all(root)?;
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_orphans);
         Ok(NetnsHosts {
             root: root.to_path_buf(),
             hosts: Mutex::new(BTreeMap::new()),
@@ -631,6 +633,55 @@ pub fn enable_forwarding() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes the test hosts of test processes that are gone: a process killed
+/// before its hosts' Drop leaves their namespaces, links and services (sshd,
+/// nginx, the toy services) running. A host is `venue-<id>-<n>`, `<id>` its
+/// maker's pid modulo 0xffff in hex; it is left alone while any process has
+/// a pid with that remainder (another test's hosts, or a pid that came back).
+pub fn sweep_orphans() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let live: std::collections::BTreeSet<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .map(|pid| pid % 0xffff)
+                .collect()
+        })
+        .unwrap_or_default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some((id, index)) = name
+            .strip_prefix("venue-")
+            .and_then(|rest| rest.split_once('-'))
+        else {
+            continue;
+        };
+        let (Ok(id_value), Ok(_)) = (u32::from_str_radix(id, 16), index.parse::<u32>()) else {
+            continue;
+        };
+        if live.contains(&id_value) {
+            continue;
+        }
+        tracing::warn!(
+            netns = name,
+            "removing a test host whose test process is gone"
+        );
+        if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = run("ip", &["netns", "del", name]);
+        // Deleting the namespace deletes the pair; a link left without one goes too.
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("vo{id}x{index}")])
+            .output();
+    }
 }
 
 /// A lock shared by every process on the machine that makes test hosts.
