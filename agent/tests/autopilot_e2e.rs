@@ -384,11 +384,19 @@ fn two_days_at_600x_with_kills_rent_and_release_by_the_plan() {
 
     // Every server that got a venue system was deleted only after its
     // archive was verified since it was created.
-    let journal: Vec<Value> = std::fs::read_to_string(state.join("journal.jsonl"))
-        .unwrap()
+    // A kill can tear the killed writer's own last line (readers skip it),
+    // at most one per kill; never a whole record.
+    let text = std::fs::read_to_string(state.join("journal.jsonl")).unwrap();
+    let journal: Vec<Value> = text
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
+    let torn = text.lines().count() - journal.len();
+    assert!(
+        torn <= kills.at.len(),
+        "{torn} journal lines do not parse, more than the {} kills",
+        kills.at.len()
+    );
     let what = |v: &Value| v["what"].as_str().unwrap_or("").to_owned();
     // The journal is in real time, the bill in venue time: the clock's
     // written form `START*SPEED@ORIGIN` maps one to the other.

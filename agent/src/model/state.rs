@@ -110,13 +110,7 @@ impl StateDir {
         let line =
             json!({"time": chrono::Utc::now().to_rfc3339(), "command": command, "what": what})
                 .to_string();
-        let res = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(self.path("journal.jsonl"))
-            .and_then(|mut f| writeln!(f, "{line}"));
-        if let Err(e) = res {
+        if let Err(e) = self.append_line(&line, false) {
             tracing::warn!(error = %e, "cannot append to the journal");
         }
     }
@@ -191,13 +185,38 @@ impl StateDir {
     }
 
     fn append(&self, line: &str) -> std::io::Result<()> {
+        self.append_line(line, true)
+    }
+
+    /// Appends `line` and its newline in one write, so that a kill cannot
+    /// leave a line without its end; and after a line that a writer killed
+    /// mid-way did leave so, starts a line of its own, so that no record is
+    /// joined to a torn one (readers skip what does not parse).
+    fn append_line(&self, line: &str, sync: bool) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
         let mut f = fs::OpenOptions::new()
+            .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .open(self.path("journal.jsonl"))?;
-        writeln!(f, "{line}")?;
-        f.sync_data()
+        let mut text = String::with_capacity(line.len() + 2);
+        let len = f.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                text.push('\n');
+            }
+        }
+        text.push_str(line);
+        text.push('\n');
+        f.write_all(text.as_bytes())?;
+        if sync {
+            f.sync_data()?;
+        }
+        Ok(())
     }
 }
 
@@ -242,6 +261,35 @@ mod tests {
         state.journal("deploy", "ev-portal-1: Healthy (3 paths copied)");
         assert!(state.ran_system("ev-portal-1", "10.0.0.9"));
         assert!(!state.ran_system("ev-portal-10", "10.0.0.9"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_line_torn_by_a_kill_does_not_swallow_the_next_record() {
+        let dir = std::env::temp_dir().join(format!("venue-torn-{}", std::process::id()));
+        let state = StateDir::open(dir.clone()).unwrap();
+        state.journal("autopilot", "releasing ev-jitsi-1");
+        // A writer killed half-way through its line.
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("journal.jsonl"))
+            .unwrap();
+        f.write_all(br#"{"time":"2026-12-02T12:00:11Z","command":"autop"#)
+            .unwrap();
+        drop(f);
+        state.record_system("deploy", "ev-bbb-1", "10.0.0.1");
+        state.journal("autopilot", "released ev-jitsi-1");
+        assert!(state.ran_system("ev-bbb-1", "10.0.0.1"));
+        let text = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+        let parsed = text
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            .count();
+        assert_eq!(
+            parsed, 3,
+            "every whole record is a line of its own:\n{text}"
+        );
+        assert!(text.ends_with('\n'));
         std::fs::remove_dir_all(dir).ok();
     }
 }
