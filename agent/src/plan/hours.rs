@@ -1,8 +1,8 @@
 //! When servers exist. Hetzner bills every started hour for as long as a
 //! server exists, running or not, so a plan counts existence, not use.
 
-use chrono::{DateTime, Utc};
-use conference::event::Overnight;
+use chrono::{DateTime, Duration, Utc};
+use conference::event::{Overnight, RoomKind};
 use conference::schedule::event_day;
 use conference::Event;
 use serde::Serialize;
@@ -22,30 +22,58 @@ impl Window {
     }
 }
 
-/// Each day's window: from the earlier of opening and the first session,
-/// less the warm-up, to the later of closing and the last session, plus grace.
+/// Each day's windows: from the earlier of opening and the first session,
+/// less the warm-up, to the later of closing and the last session, plus
+/// grace; split where the sessions pause for longer than the gap, so rooms
+/// without sessions do not keep a server. A hack room is open all day: an
+/// event with one keeps each day whole.
 pub fn day_windows(event: &Event) -> Vec<Window> {
-    let mut windows: Vec<Window> = event
-        .days
-        .iter()
-        .map(|day| {
-            let sessions = event
-                .sessions
-                .iter()
-                .filter(|s| event_day(s.start, event.timezone) == day.date);
-            let (mut start, mut end) = (day.open, day.close);
-            for s in sessions {
-                start = start.min(s.start);
-                end = end.max(s.end);
+    let gap = pause_gap(event);
+    let whole_days = event.rooms.iter().any(|r| r.kind == RoomKind::Hack);
+    let mut windows: Vec<Window> = Vec::new();
+    for day in &event.days {
+        let mut sessions: Vec<(DateTime<Utc>, DateTime<Utc>)> = event
+            .sessions
+            .iter()
+            .filter(|s| event_day(s.start, event.timezone) == day.date)
+            .map(|s| (s.start, s.end))
+            .collect();
+        sessions.sort();
+        // Blocks of sessions whose pauses are no longer than the gap.
+        let mut blocks: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        for (start, end) in sessions {
+            match blocks.last_mut() {
+                Some(b) if whole_days || start - b.1 <= gap => b.1 = b.1.max(end),
+                _ => blocks.push((start, end)),
             }
-            Window {
-                start: start - event.cloud.warmup,
-                end: end + event.cloud.grace,
-            }
-        })
-        .collect();
+        }
+        // The day's hours widen its first and last block.
+        match blocks.first_mut() {
+            Some(first) => first.0 = first.0.min(day.open),
+            None => blocks.push((day.open, day.close)),
+        }
+        if let Some(last) = blocks.last_mut() {
+            last.1 = last.1.max(day.close);
+        }
+        windows.extend(blocks.into_iter().map(|(start, end)| Window {
+            start: start - event.cloud.warmup,
+            end: end + event.cloud.grace,
+        }));
+    }
     windows.sort_by_key(|w| w.start);
     merge(windows)
+}
+
+/// A pause between sessions longer than this releases the media servers:
+/// `[autopilot] gap_minutes`, else the warm-up + grace + an hour (Hetzner
+/// bills every started hour, and servers released at the end of a block,
+/// after the grace, are back a warm-up before the next: a shorter pause
+/// saves nothing).
+pub fn pause_gap(event: &Event) -> Duration {
+    event
+        .autopilot
+        .gap
+        .unwrap_or(event.cloud.warmup + event.cloud.grace + Duration::hours(1))
 }
 
 /// Media servers: every day's window, or one window over the whole event.
@@ -98,7 +126,7 @@ fn merge(sorted: Vec<Window>) -> Vec<Window> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Duration, TimeZone};
+    use chrono::TimeZone;
 
     #[test]
     fn every_started_hour_is_billed() {
@@ -111,6 +139,86 @@ mod tests {
         assert_eq!(w(1).started_hours(), 1);
         assert_eq!(w(60).started_hours(), 1);
         assert_eq!(w(61).started_hours(), 2);
+    }
+
+    fn t(h: u32, m: u32) -> DateTime<Utc> {
+        format!("2026-05-01T{h:02}:{m:02}:00Z").parse().unwrap()
+    }
+
+    /// One day open 09:00-18:00 UTC, warm-up 60 and grace 30 minutes, a
+    /// session room with talks 09:00-11:00 and 15:00-17:00 (a four-hour
+    /// pause), and `extra` appended to event.toml.
+    fn event(extra: &str) -> Event {
+        let text = format!(
+            "id = \"ev\"\nname = \"Ev\"\ntimezone = \"UTC\"\ndomain = \"ev.example.org\"\nattendees = 100\n\
+             [cloud]\nwarmup_minutes = 60\ngrace_minutes = 30\n\
+             [[day]]\ndate = \"2026-05-01\"\nopen = \"09:00\"\nclose = \"18:00\"\n\
+             [[room]]\nname = \"A\"\nkind = \"session\"\npeak = 80\n{extra}"
+        );
+        let mut e = Event::parse(std::path::Path::new("event.toml"), &text).unwrap();
+        for (start, end) in [(t(9, 0), t(11, 0)), (t(15, 0), t(17, 0))] {
+            e.sessions.push(conference::Session {
+                guid: format!("A{start}"),
+                title: "Talk".into(),
+                room: "A".into(),
+                start,
+                end,
+                track: None,
+                kind: None,
+                persons: vec![],
+                summary: None,
+                url: None,
+            });
+        }
+        e
+    }
+
+    fn spans(windows: &[Window]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        windows.iter().map(|w| (w.start, w.end)).collect()
+    }
+
+    #[test]
+    fn a_pause_longer_than_the_gap_releases_the_servers_in_it() {
+        // Default gap: 60 + 30 + 60 minutes, below the four-hour pause. The
+        // day's close still extends the second block.
+        let e = event("");
+        assert_eq!(pause_gap(&e), Duration::minutes(150));
+        assert_eq!(
+            spans(&day_windows(&e)),
+            [(t(8, 0), t(11, 30)), (t(14, 0), t(18, 30))]
+        );
+        assert_eq!(
+            day_windows(&e)
+                .iter()
+                .map(Window::started_hours)
+                .sum::<u32>(),
+            9
+        );
+    }
+
+    #[test]
+    fn a_pause_within_the_gap_keeps_the_day_whole() {
+        let e = event("[autopilot]\ngap_minutes = 240\n");
+        assert_eq!(spans(&day_windows(&e)), [(t(8, 0), t(18, 30))]);
+        let e = event("[autopilot]\ngap_minutes = 239\n");
+        assert_eq!(day_windows(&e).len(), 2);
+    }
+
+    #[test]
+    fn a_hack_room_keeps_the_day_whole() {
+        let e = event("[[room]]\nname = \"Hall\"\nkind = \"hack\"\npeak = 10\n");
+        assert_eq!(spans(&day_windows(&e)), [(t(8, 0), t(18, 30))]);
+    }
+
+    #[test]
+    fn keeping_overnight_spans_the_pauses_too() {
+        let mut e = event("");
+        e.cloud.overnight = Overnight::Keep;
+        assert_eq!(spans(&media_windows(&e)), [(t(8, 0), t(18, 30))]);
+        e.cloud.overnight = Overnight::Release;
+        assert_eq!(media_windows(&e).len(), 2);
+        // The portal and TURN stay through the pause.
+        assert_eq!(portal_windows(&e).len(), 1);
     }
 
     #[test]
