@@ -511,8 +511,9 @@ fn image_build_rents_snapshots_and_leaves_only_the_image() {
 /// sshd and their own /nix, as testbed_e2e.rs): `venue up` from Ubuntu
 /// (the install phase), `venue image build`, then `venue up` from the
 /// snapshot, which skips the install; the seconds of both paths printed
-/// side by side. `image list` and `status` show the snapshot, `down` leaves
-/// it and nothing else.
+/// side by side. `image list` and `status` show the snapshot. Both `down`s
+/// archive before they delete: the second completes with the first run's
+/// recordings under new times, deletes every server and leaves the snapshot.
 #[test]
 fn testbed_up_from_a_snapshot_skips_the_install() {
     use std::sync::Arc;
@@ -562,10 +563,14 @@ fn testbed_up_from_a_snapshot_skips_the_install() {
     assert!(server_images(&fake)
         .iter()
         .all(|(_, i)| i["name"] == "ubuntu-24.04"));
-    ok(&venue(
-        &url,
-        &["down", e, "--yes", "--discard", "--state", s],
-    ));
+    // down archives (the bbb host's recordings), verifies, and only then
+    // deletes.
+    ok(&venue(&url, &["down", e, "--yes", "--state", s]));
+    assert_eq!(common::held_count(&fake, "testbed"), 0);
+    assert!(hosts.names().is_empty());
+    let archive = state.join("archive");
+    let first_archive = common::assert_archive_complete(&archive);
+    assert_archived_items(&first_archive);
 
     // 2. The image.
     let started = Instant::now();
@@ -721,16 +726,69 @@ fn testbed_up_from_a_snapshot_skips_the_install() {
     let status: Value = serde_json::from_str(&ok(&venue(&url, &["status", e, "--json"]))).unwrap();
     assert_eq!(status["images"][0]["id"], image, "{status}");
     assert!(status["images_monthly_micro_eur"].as_u64().unwrap() > 0);
-    ok(&venue(
-        &url,
-        &["down", e, "--yes", "--discard", "--state", s],
-    ));
+    // The second down archives too. The snapshot hosts' recordings are the
+    // first run's files under new times (copied at their first
+    // activation): recorded with the new time, not copied again, and the
+    // archive verifies, so every server goes.
+    let journal_before = common::journal(&state).len();
+    ok(&venue(&url, &["down", e, "--yes", "--state", s]));
+    let second_archive = common::assert_archive_complete(&archive);
+    assert_archived_items(&second_archive);
+    let steps = common::journal(&state)[journal_before..].to_vec();
+    let bbb = "testbed-bbb-1";
+    let (before, after) = (&first_archive[bbb], &second_archive[bbb]);
+    assert_eq!(before.len(), after.len());
+    for (old, new) in before.iter().zip(after) {
+        let path = new["path"].as_str().unwrap();
+        assert_eq!(old["path"], new["path"]);
+        assert_eq!(old["sha256"], new["sha256"], "{path}");
+        assert_ne!(old["mtime"], new["mtime"], "{path}: the host's time is new");
+        assert!(
+            steps.contains(&format!(
+                "{bbb}: {path} holds the archived content under a new time: recorded"
+            )),
+            "{path}: {steps:#?}"
+        );
+    }
+    assert!(
+        !steps
+            .iter()
+            .any(|w| w.starts_with(&format!("{bbb}: copied "))),
+        "a recording crossed again: {steps:#?}"
+    );
+    // Every server of the event is gone, by the fake's state and its bill:
+    // four from Ubuntu, four from the snapshot, each with an end.
+    assert_eq!(common::held_count(&fake, "testbed"), 0);
     assert_eq!(fake.with_state(|s| s.servers().len()), 0);
     assert!(hosts.names().is_empty());
+    let servers: Vec<_> = fake
+        .bill()
+        .resources
+        .into_iter()
+        .filter(|l| l.kind == "server" && l.labels.get("venue/event") == Some(&json!("testbed")))
+        .collect();
+    assert_eq!(servers.len(), 8, "{servers:#?}");
+    assert!(
+        servers.iter().all(|l| l.deleted.is_some()),
+        "a server of the event was never deleted: {servers:#?}"
+    );
     let images = fake.with_state(|s| s.images());
     assert_eq!(images.len(), 1, "down keeps the image");
     assert_eq!(images[0]["id"], image);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The testbed's archive without the portal binary (so the portal host
+/// declares nothing): the bbb host's seven sample recordings.
+fn assert_archived_items(archive: &std::collections::BTreeMap<String, Vec<Value>>) {
+    let hosts: Vec<&String> = archive.keys().collect();
+    assert_eq!(hosts, ["testbed-bbb-1"], "{archive:#?}");
+    let bbb = &archive["testbed-bbb-1"];
+    assert_eq!(bbb.len(), 7, "{bbb:#?}");
+    assert!(bbb.iter().all(|e| {
+        let p = e["path"].as_str().unwrap();
+        p.starts_with("recordings-published/") || p.starts_with("recordings-raw/")
+    }));
 }
 
 /// The system the snapshot hosts ran before their deploy: the base, which

@@ -303,3 +303,87 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The SHA-256 of a file, in hex.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What each record of the state directory's journal says, in order.
+pub fn journal(state: &Path) -> Vec<String> {
+    std::fs::read_to_string(state.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["what"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The archive in `archive` (`<state>/archive`) is complete: every manifest
+/// entry's copy is on disk with the entry's size and SHA-256, and every
+/// file below a host's directory is in the manifest (no stray or
+/// half-copied `.part` file). Returns the manifest's entries per host.
+pub fn assert_archive_complete(archive: &Path) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(archive.join("manifest.json"))
+            .unwrap_or_else(|e| panic!("{}/manifest.json: {e}", archive.display())),
+    )
+    .unwrap();
+    let mut per_host: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for e in manifest["files"].as_array().unwrap() {
+        let host = e["host"].as_str().unwrap();
+        let local = archive.join(host).join(e["path"].as_str().unwrap());
+        assert!(
+            local.is_file(),
+            "{} is in the manifest but not on disk",
+            local.display()
+        );
+        assert_eq!(
+            e["size"],
+            std::fs::metadata(&local).unwrap().len(),
+            "{}",
+            local.display()
+        );
+        assert_eq!(e["sha256"], sha256_hex(&local), "{}", local.display());
+        per_host.entry(host.to_owned()).or_default().push(e.clone());
+    }
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                files(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    for entry in std::fs::read_dir(archive).unwrap().flatten() {
+        let host_dir = entry.path();
+        if !host_dir.is_dir() {
+            continue;
+        }
+        let host = entry.file_name().to_string_lossy().into_owned();
+        let mut on_disk = Vec::new();
+        files(&host_dir, &mut on_disk);
+        for f in on_disk {
+            let rel = f
+                .strip_prefix(&host_dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                per_host
+                    .get(&host)
+                    .is_some_and(|es| es.iter().any(|e| e["path"] == rel.as_str())),
+                "{} is in the archive but not in its manifest",
+                f.display()
+            );
+        }
+    }
+    per_host
+}
