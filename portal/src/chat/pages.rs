@@ -1,7 +1,8 @@
 //! The chat in the portal's pages: the Chat link beside Join and Watch,
-//! the Watch page's messages and post form, the Q&A of the session on now,
-//! and the opt-in directory of attendees. Forms only, no JavaScript; what
-//! an attendee posts goes to the room through the bot, attributed to them.
+//! the Watch page's messages and post form, the Q&A of the session on now
+//! (and its top questions for the stage), and the opt-in directory of
+//! attendees. Forms only, no JavaScript; what an attendee posts goes to the
+//! room through the bot, attributed to them.
 
 use std::sync::Arc;
 
@@ -204,6 +205,43 @@ pub fn qa_block(state: &AppState, user: &User, session: &Session) -> Markup {
                 label for="question" { "Ask a question (the speakers see the top questions; it is also posted in the room's chat)" }
                 input id="question" name="text" type="text" maxlength=(MAX_TEXT) required;
                 p { button type="submit" { "Ask" } }
+            }
+        }
+    }
+}
+
+/// How many questions the stage and the backstage's notice list.
+pub const TOP_QUESTIONS: usize = 10;
+
+/// The stage's "Top questions" of `session` (the one on now in `room`), in
+/// the order of the backstage's notice: the same query, most votes first.
+/// Read-only, for a speaker to answer from; nothing without `[chat]` or
+/// outside a session room (there is no Q&A, and no backstage, there).
+pub fn top_block(state: &AppState, room: &Room, session: &Session) -> Markup {
+    if state.chat.is_none() || room.kind != RoomKind::Session {
+        return html! {};
+    }
+    let questions = match state.store.questions(&session.guid, None) {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), session = %session.guid, "cannot read the top questions");
+            return html! { section #top-questions { p.error { "The top questions cannot be shown." } } };
+        }
+    };
+    html! {
+        section #top-questions {
+            h2 { "Top questions" }
+            p.muted { "For you on the stage: " (session.title) ", most votes first. "
+                a href=(format!("/rooms/{}/questions", room.slug)) { "All questions" } }
+            @if questions.is_empty() { p.muted { "No questions yet." } }
+            ol.questions {
+                @for q in questions.iter().take(TOP_QUESTIONS) {
+                    li {
+                        span.votes { (q.votes) } " " (if q.votes == 1 { "vote" } else { "votes" }) " · "
+                        span.text { (q.text) } " "
+                        span.muted { "— " (q.name) }
+                    }
+                }
             }
         }
     }

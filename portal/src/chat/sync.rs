@@ -413,7 +413,11 @@ fn no_account_for_good(revoked: i64, now: DateTime<Utc>) -> bool {
 /// The backstage's message: the ten questions with the most votes.
 pub fn top_questions(title: &str, questions: &[super::store::Question]) -> String {
     let mut body = format!("Top questions — {title}");
-    for (i, q) in questions.iter().take(10).enumerate() {
+    for (i, q) in questions
+        .iter()
+        .take(super::pages::TOP_QUESTIONS)
+        .enumerate()
+    {
         let votes = if q.votes == 1 { "vote" } else { "votes" };
         body.push_str(&format!(
             "\n{}. {} ({} {votes}, asked by {})",

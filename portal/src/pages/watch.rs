@@ -101,6 +101,8 @@ pub async fn watch(
                 p { "You are on the stage: " (stage_button(&user, room)) }
             }
             } (chat) }
+            // The stage answers from the top questions of the session on now.
+            @if on_stage { @if let Some(s) = on_now { (crate::chat::pages::top_block(&state, room, s)) } }
             @if let Some(s) = on_now { (crate::chat::pages::qa_block(&state, &user, s)) }
             h2 { "In this room" }
             @if sessions.is_empty() { p.muted { "Nothing more is scheduled here." } }
