@@ -160,13 +160,19 @@ let
 
   # archive.nix: run as root by `venue archive`; pg_dump as the database's
   # superuser over the local socket, a consistent snapshot of a live database,
-  # without the login tokens (the portal bot's and the export's are admins').
+  # without the login tokens (the portal bot's and the export's are admins'):
+  # besides access_tokens and refresh_tokens, Synapse keeps each session's
+  # token in user_ips (last seen), the short-lived SSO and OpenID tokens in
+  # their tables, and tokens as cache keys in the invalidation stream. The
+  # testbed's chat-dump (hosts/testbed/services/default.nix) has this list.
   dumpDatabase = pkgs.writeShellScript "venue-chat-dump" ''
     set -euo pipefail
     install -d -m 0700 ${dirOf archiveFile}
     ${pkgs.util-linux}/bin/runuser -u postgres -- \
       ${postgres.package}/bin/pg_dump --port=${toString postgres.settings.port} --format=custom --dbname=${dbName} \
       --exclude-table-data=access_tokens --exclude-table-data=refresh_tokens \
+      --exclude-table-data=user_ips --exclude-table-data=login_tokens \
+      --exclude-table-data=open_id_tokens --exclude-table-data=cache_invalidation_stream_by_instance \
       > ${archiveFile}.new
     mv ${archiveFile}.new ${archiveFile}
   '';

@@ -559,10 +559,24 @@ fn the_first_boot_has_its_secrets_and_a_service_without_one_refuses_to_start() {
         installed.insert(name.clone(), files);
     }
 
-    // Without its secret the TURN server refuses to start at boot, and the
-    // host does not answer its health check.
     let coturn = names.iter().find(|n| n.contains("coturn")).unwrap();
     let (disk, address, netns, dir) = host(coturn);
+    // A secret of white space only is no secret (coturn's `head -n1` would
+    // read an empty line): the services refuse it as modules/common.nix does.
+    std::fs::write(disk.join("var/lib/venue/secrets/turn-secret"), " \n").unwrap();
+    let out = common::on_test_host(
+        &netns,
+        "sh /nix/var/nix/profiles/system/services/bin/start",
+        "",
+    );
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("/var/lib/venue/secrets/turn-secret is missing or empty (the agent writes it at venue deploy): refusing to start"),
+        "{out:?}"
+    );
+    assert_eq!(common::http_status(&address, "/healthz"), None);
+    // Without its secret the TURN server refuses to start at boot, and the
+    // host does not answer its health check.
     std::fs::write(disk.join("var/lib/venue/secrets/turn-secret"), "").unwrap();
     common::reboot_test_host(&netns);
     let refused = common::eventually(60, || {

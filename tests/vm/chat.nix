@@ -331,5 +331,8 @@ pkgs.testers.runNixOSTest {
           item = json.loads(chat.succeed("cat /etc/venue/archive.json"))["items"]["synapse.pgdump"]
           chat.succeed(item["dump"])
           chat.succeed(f"pg_restore --data-only --table=users -f - {item['path']} | grep -q '@ada.lovelace:test'")
+          # No login token anywhere in it (Synapse also keeps them in
+          # user_ips and in its cache invalidation stream).
+          chat.fail(f"pg_restore --data-only -f - {item['path']} | grep -qF '{login['access_token']}'")
     '';
 }

@@ -22,10 +22,10 @@
 #
 # As the real modules (modules/common.nix, secrets.requireFiles): the
 # services refuse to start while a secret they read (`requiredSecrets`, and
-# the agent's certificate when the fleet gets one from venue) is missing or
-# empty, and then nothing answers /healthz. That is what a host booted before
-# `venue deploy` (a snapshot, an install without its secrets) shows; the
-# deploy's switch starts them once the files are there.
+# the agent's certificate when the fleet gets one from venue) is missing,
+# empty or only white space, and then nothing answers /healthz. That is what
+# a host booted before `venue deploy` (a snapshot, an install without its
+# secrets) shows; the deploy's switch starts them once the files are there.
 #
 # `chat`: null, or { venv; roots; exportRooms; } when the fleet has a chat
 # host and the portal runs: Synapse's virtualenv (a path on the machine, as
@@ -467,10 +467,16 @@ mk "toy-services-${server.name}" ''
     cat > $out/bin/chat-dump <<'EOD'
     #!/bin/sh
     # Synapse's database, as modules/chat.nix's dump: pg_dump's custom format,
-    # a consistent snapshot of the live database.
+    # a consistent snapshot of the live database, without the data of the
+    # token tables (the same --exclude-table-data list as there: keep them
+    # in step).
     set -e
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-    $pg_bin/pg_dump -h ${chatState}/pgsock -U postgres --format=custom --dbname=matrix-synapse > ${chatState}/synapse.pgdump.new
+    $pg_bin/pg_dump -h ${chatState}/pgsock -U postgres --format=custom --dbname=matrix-synapse \
+      --exclude-table-data=access_tokens --exclude-table-data=refresh_tokens \
+      --exclude-table-data=user_ips --exclude-table-data=login_tokens \
+      --exclude-table-data=open_id_tokens --exclude-table-data=cache_invalidation_stream_by_instance \
+      > ${chatState}/synapse.pgdump.new
     mv ${chatState}/synapse.pgdump.new ${chatState}/synapse.pgdump
     EOD
     cat > $out/bin/chat-export-rooms <<'EOD'
@@ -569,10 +575,11 @@ mk "toy-services-${server.name}" ''
     done
   }
   # require FILE...: refuse to start (and stop answering /healthz) unless
-  # every file exists and is non-empty, with the modules' message.
+  # every file exists and holds more than white space, with the modules'
+  # test and message (modules/common.nix, requireFiles).
   require() {
     for f in "$@"; do
-      if [ ! -s "$f" ]; then
+      if [ ! -s "$f" ] || ! grep -q '[^[:space:]]' "$f"; then
         echo "$f is missing or empty (the agent writes it at venue deploy): refusing to start" >&2
         stop nginx
         exit 1
