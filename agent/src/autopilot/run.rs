@@ -57,6 +57,8 @@ struct Pilot {
     extra: Vec<PlannedServer>,
     /// Servers the load drains (they take no new meeting).
     draining: BTreeSet<String>,
+    /// The plan's BigBlueButton servers wanted at the last tick.
+    last_planned: Vec<PlannedServer>,
     /// The pool as last written to the portal: (server, draining).
     published: Option<Vec<(String, bool)>>,
     /// The day the load's unobserved decision was last journalled.
@@ -108,6 +110,7 @@ pub fn run(opts: &Options) -> Result<()> {
         healthy: false,
         extra: Vec::new(),
         draining: BTreeSet::new(),
+        last_planned: Vec::new(),
         published: None,
         unobserved_said: None,
         source: None,
@@ -137,10 +140,16 @@ pub fn run(opts: &Options) -> Result<()> {
         let mut wanted = timeline.wanted(now);
         let over = timeline.end().is_none_or(|end| now >= end);
         if !over && !wanted.is_empty() {
+            drain_what_left_the_plan(&mut p, &wanted);
             load_step(&mut p, now, &wanted, lead.duration());
         } else {
             end_of_window(&mut p);
         }
+        p.last_planned = wanted
+            .iter()
+            .filter(|s| s.role == Role::Bbb)
+            .cloned()
+            .collect();
         wanted.extend(p.extra.iter().cloned());
         let result = tick(&mut p, &wanted);
         // The pool follows what the cloud holds now: a new server once it
@@ -385,6 +394,44 @@ fn pool_of(p: &Pilot, wanted: &[PlannedServer]) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// A BigBlueButton server the plan let go while the window is still open
+/// (peaks measured meanwhile shrank it) leaves as an extra does, by
+/// draining: released once the portal says it is empty, or with the window.
+/// Dropped at once, it would be archived and deleted with its meetings.
+fn drain_what_left_the_plan(p: &mut Pilot, wanted: &[PlannedServer]) {
+    if !wanted.iter().any(|s| s.role == Role::Bbb) {
+        return;
+    }
+    let left = left_the_plan(&p.last_planned, wanted, &p.extra);
+    if left.is_empty() {
+        return;
+    }
+    for s in left {
+        p.say(&format!(
+            "load: {} left the plan (peaks measured meanwhile): draining it",
+            s.name
+        ));
+        p.draining.insert(s.name.clone());
+        p.extra.push(s);
+    }
+    save_extras(p);
+}
+
+/// The BigBlueButton servers planned at the last tick that the plan no
+/// longer names and that are not extras already.
+fn left_the_plan(
+    before: &[PlannedServer],
+    wanted: &[PlannedServer],
+    extra: &[PlannedServer],
+) -> Vec<PlannedServer> {
+    let named = |list: &[PlannedServer], name: &str| list.iter().any(|s| s.name == name);
+    before
+        .iter()
+        .filter(|s| s.role == Role::Bbb && !named(wanted, &s.name) && !named(extra, &s.name))
+        .cloned()
+        .collect()
+}
+
 /// The load's say, from the meetings observed: extra BigBlueButton
 /// servers, drains, releases of drained extras. Servers of the schedule
 /// are never released for load: the plan's window holds them.
@@ -392,6 +439,20 @@ fn load_step(p: &mut Pilot, now: DateTime<Utc>, scheduled: &[PlannedServer], lea
     // An extra whose name the plan took meanwhile (measured peaks grew it)
     // is the plan's now.
     let before = p.extra.len();
+    let planned_again: Vec<String> = p
+        .extra
+        .iter()
+        .filter(|e| scheduled.iter().any(|s| s.name == e.name))
+        .map(|e| e.name.clone())
+        .collect();
+    for name in planned_again {
+        // The plan's sizing wants it: it takes meetings again.
+        if p.draining.remove(&name) {
+            p.say(&format!(
+                "load: {name} is the plan's again: takes meetings again"
+            ));
+        }
+    }
     p.extra
         .retain(|e| !scheduled.iter().any(|s| s.name == e.name));
     if !scheduled.iter().any(|s| s.role == Role::Bbb) {
@@ -628,4 +689,41 @@ fn publish_pool(p: &Pilot, pool: &[(String, bool)]) -> Result<()> {
         updated: p.clock.now(),
     };
     super::pool::publish(&ssh, &file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(name: &str, role: Role) -> PlannedServer {
+        PlannedServer {
+            name: name.into(),
+            role,
+            server_type: "ccx33".into(),
+            location: "fsn1".into(),
+        }
+    }
+
+    #[test]
+    fn a_bbb_server_the_plan_lets_go_is_found_once_and_others_are_not() {
+        let before = [
+            server("ev-bbb-1", Role::Bbb),
+            server("ev-bbb-2", Role::Bbb),
+            server("ev-bbb-3", Role::Bbb),
+            server("ev-stream-1", Role::Stream),
+        ];
+        // The plan shrank by two BigBlueButton servers and its stream
+        // server's window closed.
+        let wanted = [server("ev-bbb-1", Role::Bbb)];
+        let left: Vec<String> = left_the_plan(&before, &wanted, &[])
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(left, ["ev-bbb-2", "ev-bbb-3"]);
+        // Once they are extras (draining), they are not found again.
+        let extra = [server("ev-bbb-2", Role::Bbb), server("ev-bbb-3", Role::Bbb)];
+        assert!(left_the_plan(&before, &wanted, &extra).is_empty());
+        // Nothing left: nothing found.
+        assert!(left_the_plan(&before, &before, &[]).is_empty());
+    }
 }
