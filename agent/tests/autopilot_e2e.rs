@@ -24,16 +24,13 @@ use chrono::{DateTime, Utc};
 use conference::clock::Clock;
 use serde_json::Value;
 use venue_testbed::netns::NetnsHosts;
-use venue_testbed::{FakeCloud, FakeConfig};
+use venue_testbed::{Bill, FakeCloud, FakeConfig};
 
-use common::Names;
+use common::dice::Dice;
+use common::{t, Names};
 
 /// Venue seconds per real second.
 const SPEED: f64 = 600.0;
-
-fn t(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 /// hosts/testbed/event.toml over two days, releasing the media servers
 /// overnight. The warm-up is what the rented servers get to be installed
@@ -73,20 +70,21 @@ struct Life {
     cost: f64,
 }
 
-fn servers_on_bill(bill: &Value) -> Vec<Life> {
-    bill["resources"]
-        .as_array()
-        .unwrap()
+fn servers_on_bill(bill: &Bill) -> Vec<Life> {
+    bill.resources
         .iter()
-        .filter(|r| r["kind"] == "server" && r["labels"]["venue/event"] == "testbed")
+        .filter(|r| {
+            r.kind == "server"
+                && r.labels.get("venue/event").and_then(Value::as_str) == Some("testbed")
+        })
         .map(|r| Life {
-            name: r["name"].as_str().unwrap().to_owned(),
-            id: r["id"].as_u64().unwrap(),
-            created: t(r["created"].as_str().unwrap()),
-            deleted: r["deleted"].as_str().map(t),
-            hours: r["started_hours"].as_u64().unwrap(),
-            hourly: r["price_hourly"].as_str().unwrap().parse().unwrap(),
-            cost: r["cost"].as_str().unwrap().parse().unwrap(),
+            name: r.name.clone(),
+            id: r.id,
+            created: t(&r.created),
+            deleted: r.deleted.as_deref().map(t),
+            hours: r.started_hours,
+            hourly: r.price_hourly.parse().unwrap(),
+            cost: r.cost.parse().unwrap(),
         })
         .collect()
 }
@@ -98,24 +96,6 @@ const KILLS: usize = 5;
 struct Kills {
     seed: u64,
     at: Vec<DateTime<Utc>>,
-}
-
-/// splitmix64: a small, seedable generator (replaying a seed replays the moments).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, n) seconds.
-    fn seconds(&mut self, n: i64) -> chrono::Duration {
-        chrono::Duration::seconds((self.next() % n.max(1) as u64) as i64)
-    }
 }
 
 /// KILLS moments over the whole run, seeded from the time (or from
@@ -136,7 +116,7 @@ fn kill_moments(windows: &BTreeMap<String, Vec<Span>>, start: DateTime<Utc>) -> 
     eprintln!("autopilot e2e: kill seed {seed} (replay with VENUE_TEST_KILL_SEED={seed})");
     let spans: Vec<Span> = windows.values().flatten().copied().collect();
     let last = spans.iter().map(|w| w.1).max().unwrap();
-    let mut rng = Rng(seed);
+    let mut rng = Dice::new(seed);
     let mut at: Vec<DateTime<Utc>> = (0..KILLS)
         .map(|_| {
             let w = spans[(rng.next() % spans.len() as u64) as usize];
@@ -328,8 +308,7 @@ fn two_days_at_600x_with_kills_rent_and_release_by_the_plan() {
     assert!(hosts.names().is_empty());
     assert!(names.dig("testbed.example.org", "A").is_empty());
 
-    let bill = serde_json::to_value(fake.bill()).unwrap();
-    let lives = servers_on_bill(&bill);
+    let lives = servers_on_bill(&fake.bill());
     let hour = chrono::Duration::hours(1);
     // Each server inside a window of its name: rented at or after its start
     // (the lead fits the warm-up), gone within the hour after its end.

@@ -26,7 +26,7 @@ use serde_json::Value;
 use venue_testbed::netns::NetnsHosts;
 use venue_testbed::{FakeCloud, FakeConfig};
 
-use common::Names;
+use common::{t, Names};
 
 /// Venue seconds per real second.
 const SPEED: f64 = 60.0;
@@ -35,10 +35,6 @@ const INTERVAL: i64 = 300;
 /// People put on the planned server: 130 listeners are 260 units, with
 /// 20% headroom 312, above one server's 300.
 const CROWD: usize = 130;
-
-fn t(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 /// hosts/testbed/event.toml with a long day (09:00 to 19:00 UTC), a
 /// one-hour warm-up, and the autopilot allowed a second BBB server.
@@ -264,18 +260,11 @@ fn lives(
     fake: &venue_testbed::FakeHandle,
     name: &str,
 ) -> Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> {
-    let bill = serde_json::to_value(fake.bill()).unwrap();
-    bill["resources"]
-        .as_array()
-        .unwrap()
+    fake.bill()
+        .resources
         .iter()
-        .filter(|r| r["kind"] == "server" && r["name"] == name)
-        .map(|r| {
-            (
-                t(r["created"].as_str().unwrap()),
-                r["deleted"].as_str().map(t),
-            )
-        })
+        .filter(|r| r.kind == "server" && r.name == name)
+        .map(|r| (t(&r.created), r.deleted.as_deref().map(t)))
         .collect()
 }
 
@@ -563,13 +552,10 @@ fn an_extra_bbb_server_comes_under_load_and_goes_once_drained() {
     common::ok(&down);
     assert_eq!(common::held_count(&fake, "testbed"), 0);
 
-    let bill = serde_json::to_value(fake.bill()).unwrap();
     let mut billed: BTreeMap<String, f64> = BTreeMap::new();
-    for r in bill["resources"].as_array().unwrap() {
-        if r["kind"] == "server" {
-            *billed
-                .entry(r["name"].as_str().unwrap().to_owned())
-                .or_default() += r["cost"].as_str().unwrap().parse::<f64>().unwrap();
+    for r in fake.bill().resources {
+        if r.kind == "server" {
+            *billed.entry(r.name).or_default() += r.cost.parse::<f64>().unwrap();
         }
     }
     eprintln!(

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::dice::Dice;
 use common::ok;
 use serde_json::Value;
 use venue_testbed::netns::NetnsHosts;
@@ -612,25 +613,6 @@ fn the_first_boot_has_its_secrets_and_a_service_without_one_refuses_to_start() {
     bed.down();
 }
 
-/// A small deterministic generator (splitmix64): the kills' times replay
-/// from the seed alone.
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Milliseconds in `lo..hi`.
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
-    }
-}
-
 /// SIGKILL for `venue up` and everything it started (its nix copy and ssh):
 /// a crash of the agent's session, nothing cleaned up.
 fn crash_group(mut child: Child) {
@@ -739,7 +721,7 @@ fn venue_up_killed_at_random_moments_of_the_install_converges() {
                 % 1_000_000
         });
     eprintln!("VENUE_CHAOS_SEED={seed}");
-    let mut dice = Dice(seed);
+    let mut dice = Dice::new(seed);
     let bed = Bed::new("install-chaos");
     let names = bed.rent();
     let ids = bed.server_ids();

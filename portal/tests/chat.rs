@@ -13,24 +13,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Duration as Span, Utc};
 use common::oidc::Browser;
 use common::oidc::{free_port, Provider, CLIENT_SECRET};
-use common::synapse::{matrix_login, venv, Synapse};
+use common::synapse::{enc, matrix_login, venv, Synapse};
 use common::{client, TempDir};
 use serde_json::{json, Value};
 
 const SERVER: &str = "venue.test";
-
-fn enc(s: &str) -> String {
-    // Path segments: aliases and IDs hold `#!@:`.
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
 
 /// An event whose Main Track (streamed) switches from "First talk" (Ada
 /// Lovelace) to "Second talk" at `switch`; Second Stage runs "Long talk"

@@ -11,13 +11,9 @@ mod common;
 use std::time::Instant;
 
 use common::oidc::{free_port, Browser, Provider};
-use common::synapse::{matrix_login, sso, venv, Synapse};
+use common::synapse::{enc, matrix_login, sso, venv, Synapse};
 use common::{client, TempDir};
 use serde_json::{json, Value};
-
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
 
 #[tokio::test]
 async fn ticket_holders_chat_on_synapse_and_others_cannot_log_in() {

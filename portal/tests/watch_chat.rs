@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::chromium::{body_text, log_in, need, playing_time, Driver, Origin};
 use common::oidc::{free_port, Browser, Provider, CLIENT_SECRET};
-use common::synapse::{matrix_login, venv, Synapse};
+use common::synapse::{enc, matrix_login, venv, Synapse};
 use common::{client, write_live_event, TempDir};
 use serde_json::{json, Value};
 
@@ -22,11 +22,6 @@ const SERVER: &str = "venue.test";
 const ELEMENT_ROOM: &str = "https://chat.live.example.org/#/room/#main-track:venue.test";
 const WIDTH: i64 = 1280;
 const HEIGHT: i64 = 900;
-
-/// A path segment (aliases and room IDs hold `#!:`).
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
 
 /// Polls `check` every 100 ms until it gives Some, for at most `secs`.
 async fn until<T, F, Fut>(what: &str, secs: u64, log: impl Fn() -> String, mut check: F) -> T

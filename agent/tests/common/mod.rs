@@ -2,9 +2,12 @@
 //! event, an in-process client, and what the fake holds for an event.
 #![allow(dead_code)]
 
+pub mod dice;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use venue_agent::cloud::retry::Backoff;
 use venue_agent::cloud::{Client, ClientConfig};
@@ -12,6 +15,11 @@ use venue_testbed::spec::{self, Spec};
 use venue_testbed::{FakeCloud, FakeConfig, FakeHandle};
 
 pub const ACTION_MS: u64 = 15;
+
+/// An RFC 3339 time, in UTC.
+pub fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
 
 pub fn fake() -> (String, FakeHandle) {
     fake_with(FakeConfig {

@@ -16,6 +16,20 @@ use super::oidc::{query, Browser, CLIENT_ID};
 /// Nothing listens there: the chain stops at the redirect to it.
 pub const CLIENT_URL: &str = "http://127.0.0.1:9/element/";
 
+/// A Matrix ID or alias as one URL path segment: `#!@:` escaped, and a
+/// space as `%20` (not form encoding's `+`, which a path keeps literally).
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 pub fn venv() -> Option<PathBuf> {
     let dir = std::env::var_os("VENUE_SYNAPSE_VENV")
         .map(PathBuf::from)
