@@ -158,23 +158,41 @@ let
     fi
   '';
 
+  # The tables whose data would log someone in: besides access_tokens and
+  # refresh_tokens, Synapse keeps each session's token in user_ips (last
+  # seen), the short-lived SSO and OpenID tokens in their tables, and tokens
+  # as cache keys in the invalidation stream (schema of Synapse 1.163.2). The
+  # testbed's chat-dump (hosts/testbed/services/default.nix) has this list.
+  tokenTables = [
+    "public.access_tokens"
+    "public.refresh_tokens"
+    "public.user_ips"
+    "public.login_tokens"
+    "public.open_id_tokens"
+    "public.cache_invalidation_stream_by_instance"
+  ];
+
   # archive.nix: run as root by `venue archive`; pg_dump as the database's
   # superuser over the local socket, a consistent snapshot of a live database,
-  # without the login tokens (the portal bot's and the export's are admins'):
-  # besides access_tokens and refresh_tokens, Synapse keeps each session's
-  # token in user_ips (last seen), the short-lived SSO and OpenID tokens in
-  # their tables, and tokens as cache keys in the invalidation stream. The
-  # testbed's chat-dump (hosts/testbed/services/default.nix) has this list.
+  # without the login tokens (the portal bot's and the export's are admins').
+  # pg_dump ignores an exclusion that matches no table, so a token table that
+  # a newer Synapse renamed would leak silently: the dump refuses instead.
   dumpDatabase = pkgs.writeShellScript "venue-chat-dump" ''
     set -euo pipefail
-    install -d -m 0700 ${dirOf archiveFile}
+    umask 077
+    ${pkgs.coreutils}/bin/install -d -m 0700 ${dirOf archiveFile}
+    missing=$(${pkgs.util-linux}/bin/runuser -u postgres -- \
+      ${postgres.package}/bin/psql --port=${toString postgres.settings.port} --dbname=${dbName} -v ON_ERROR_STOP=1 -Atc \
+      "SELECT string_agg(t, ' ') FROM unnest(ARRAY[${lib.concatMapStringsSep "," (t: "'${t}'") tokenTables}]) AS t WHERE to_regclass(t) IS NULL")
+    if [ -n "$missing" ]; then
+      echo "venue-chat-dump: no table $missing in ${dbName}: Synapse keeps its tokens elsewhere now; not dumping" >&2
+      exit 1
+    fi
     ${pkgs.util-linux}/bin/runuser -u postgres -- \
       ${postgres.package}/bin/pg_dump --port=${toString postgres.settings.port} --format=custom --dbname=${dbName} \
-      --exclude-table-data=access_tokens --exclude-table-data=refresh_tokens \
-      --exclude-table-data=user_ips --exclude-table-data=login_tokens \
-      --exclude-table-data=open_id_tokens --exclude-table-data=cache_invalidation_stream_by_instance \
+      ${lib.concatMapStringsSep " " (t: "--exclude-table-data=${t}") tokenTables} \
       > ${archiveFile}.new
-    mv ${archiveFile}.new ${archiveFile}
+    ${pkgs.coreutils}/bin/mv ${archiveFile}.new ${archiveFile}
   '';
 
   # archive.nix: every room's history as JSON, through the admin API on

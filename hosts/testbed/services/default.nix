@@ -468,14 +468,21 @@ mk "toy-services-${server.name}" ''
     #!/bin/sh
     # Synapse's database, as modules/chat.nix's dump: pg_dump's custom format,
     # a consistent snapshot of the live database, without the data of the
-    # token tables (the same --exclude-table-data list as there: keep them
-    # in step).
+    # token tables (the same list as tokenTables there: keep them in step),
+    # refusing when one is missing.
     set -e
+    umask 077
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    tables="public.access_tokens public.refresh_tokens public.user_ips public.login_tokens public.open_id_tokens public.cache_invalidation_stream_by_instance"
+    list=$(printf "'%s'," $tables)
+    missing=$($pg_bin/psql -h ${chatState}/pgsock -U postgres --dbname=matrix-synapse -v ON_ERROR_STOP=1 -Atc \
+      "SELECT string_agg(t, ' ') FROM unnest(ARRAY[''${list%,}]) AS t WHERE to_regclass(t) IS NULL")
+    if [ -n "$missing" ]; then
+      echo "chat-dump: no table $missing in matrix-synapse: Synapse keeps its tokens elsewhere now; not dumping" >&2
+      exit 1
+    fi
     $pg_bin/pg_dump -h ${chatState}/pgsock -U postgres --format=custom --dbname=matrix-synapse \
-      --exclude-table-data=access_tokens --exclude-table-data=refresh_tokens \
-      --exclude-table-data=user_ips --exclude-table-data=login_tokens \
-      --exclude-table-data=open_id_tokens --exclude-table-data=cache_invalidation_stream_by_instance \
+      $(printf ' --exclude-table-data=%s' $tables) \
       > ${chatState}/synapse.pgdump.new
     mv ${chatState}/synapse.pgdump.new ${chatState}/synapse.pgdump
     EOD
