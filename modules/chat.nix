@@ -176,13 +176,16 @@ let
   # superuser over the local socket, a consistent snapshot of a live database,
   # without the login tokens (the portal bot's and the export's are admins').
   # pg_dump ignores an exclusion that matches no table, so a token table that
-  # a newer Synapse renamed would leak silently: the dump refuses instead.
+  # a newer Synapse renamed or dropped would leak silently: the dump refuses
+  # instead. (A token table a newer Synapse adds is not caught here: the VM
+  # test looks for a live token in the whole dump.)
   dumpDatabase = pkgs.writeShellScript "venue-chat-dump" ''
     set -euo pipefail
     umask 077
+    cd /  # runuser keeps the caller's directory, which postgres may not read
     ${pkgs.coreutils}/bin/install -d -m 0700 ${dirOf archiveFile}
     missing=$(${pkgs.util-linux}/bin/runuser -u postgres -- \
-      ${postgres.package}/bin/psql --port=${toString postgres.settings.port} --dbname=${dbName} -v ON_ERROR_STOP=1 -Atc \
+      ${postgres.package}/bin/psql --no-psqlrc --port=${toString postgres.settings.port} --dbname=${dbName} -v ON_ERROR_STOP=1 -Atc \
       "SELECT string_agg(t, ' ') FROM unnest(ARRAY[${lib.concatMapStringsSep "," (t: "'${t}'") tokenTables}]) AS t WHERE to_regclass(t) IS NULL")
     if [ -n "$missing" ]; then
       echo "venue-chat-dump: no table $missing in ${dbName}: Synapse keeps its tokens elsewhere now; not dumping" >&2

@@ -475,7 +475,7 @@ mk "toy-services-${server.name}" ''
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     tables="public.access_tokens public.refresh_tokens public.user_ips public.login_tokens public.open_id_tokens public.cache_invalidation_stream_by_instance"
     list=$(printf "'%s'," $tables)
-    missing=$($pg_bin/psql -h ${chatState}/pgsock -U postgres --dbname=matrix-synapse -v ON_ERROR_STOP=1 -Atc \
+    missing=$($pg_bin/psql --no-psqlrc -h ${chatState}/pgsock -U postgres --dbname=matrix-synapse -v ON_ERROR_STOP=1 -Atc \
       "SELECT string_agg(t, ' ') FROM unnest(ARRAY[''${list%,}]) AS t WHERE to_regclass(t) IS NULL")
     if [ -n "$missing" ]; then
       echo "chat-dump: no table $missing in matrix-synapse: Synapse keeps its tokens elsewhere now; not dumping" >&2
