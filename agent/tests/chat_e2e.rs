@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use venue_agent::check::chat::{sso_login, Matrix};
 use venue_testbed::netns::NetnsHosts;
 use venue_testbed::{FakeCloud, FakeConfig};
@@ -91,14 +90,6 @@ fn browser(state: &Path, roots: &[&Path]) -> reqwest::Client {
 fn portal_log(netns: &str) -> String {
     let out = common::on_test_host(netns, "tail -n 40 /var/lib/venue/run/portal.log", "");
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sha256_hex(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap();
-    Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]
@@ -404,7 +395,7 @@ fn chat_rehearsal_logs_ticket_holders_in_and_archives_the_rooms() {
             .iter()
             .find(|e| e["host"] == chat_host.as_str() && e["path"] == name)
             .unwrap_or_else(|| panic!("{name} is not in the manifest: {manifest:#}"));
-        assert_eq!(entry["sha256"], sha256_hex(&local), "{name}");
+        assert_eq!(entry["sha256"], common::sha256_hex(&local), "{name}");
         assert_eq!(
             entry["size"],
             std::fs::metadata(&local).unwrap().len(),

@@ -739,10 +739,10 @@ fn testbed_up_from_a_snapshot_skips_the_install() {
     let (before, after) = (&first_archive[bbb], &second_archive[bbb]);
     assert_eq!(before.len(), after.len());
     for (old, new) in before.iter().zip(after) {
-        let path = new["path"].as_str().unwrap();
-        assert_eq!(old["path"], new["path"]);
-        assert_eq!(old["sha256"], new["sha256"], "{path}");
-        assert_ne!(old["mtime"], new["mtime"], "{path}: the host's time is new");
+        let path = &new.path;
+        assert_eq!(old.path, new.path);
+        assert_eq!(old.sha256, new.sha256, "{path}");
+        assert_ne!(old.mtime, new.mtime, "{path}: the host's time is new");
         assert!(
             steps.contains(&format!(
                 "{bbb}: {path} holds the archived content under a new time: recorded"
@@ -780,13 +780,15 @@ fn testbed_up_from_a_snapshot_skips_the_install() {
 
 /// The testbed's archive without the portal binary (so the portal host
 /// declares nothing): the bbb host's seven sample recordings.
-fn assert_archived_items(archive: &std::collections::BTreeMap<String, Vec<Value>>) {
+fn assert_archived_items(
+    archive: &std::collections::BTreeMap<String, Vec<venue_agent::archive::manifest::Entry>>,
+) {
     let hosts: Vec<&String> = archive.keys().collect();
     assert_eq!(hosts, ["testbed-bbb-1"], "{archive:#?}");
     let bbb = &archive["testbed-bbb-1"];
     assert_eq!(bbb.len(), 7, "{bbb:#?}");
     assert!(bbb.iter().all(|e| {
-        let p = e["path"].as_str().unwrap();
+        let p = &e.path;
         p.starts_with("recordings-published/") || p.starts_with("recordings-raw/")
     }));
 }

@@ -25,15 +25,7 @@ const SERVER: &str = "venue.test";
 fn write_event(dir: &Path, switch: DateTime<Utc>) -> PathBuf {
     let now = Utc::now();
     let today = now.date_naive();
-    let days: String = [-1i64, 0, 1]
-        .iter()
-        .map(|d| {
-            format!(
-                "[[day]]\ndate = \"{}\"\nopen = \"00:00\"\nclose = \"23:59\"\n\n",
-                today + Span::days(*d)
-            )
-        })
-        .collect();
+    let days = common::days_around(today);
     let event = format!(
         r#"id = "chatconf"
 name = "Chat Conference"

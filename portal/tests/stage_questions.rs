@@ -20,15 +20,7 @@ use common::*;
 fn write_event(dir: &Path) -> PathBuf {
     let now = Utc::now();
     let today = now.date_naive();
-    let days: String = [-1i64, 0, 1]
-        .iter()
-        .map(|d| {
-            format!(
-                "[[day]]\ndate = \"{}\"\nopen = \"00:00\"\nclose = \"23:59\"\n\n",
-                today + Span::days(*d)
-            )
-        })
-        .collect();
+    let days = common::days_around(today);
     let room = |name: &str| {
         format!(
             "[[room]]\nname = \"{name}\"\nkind = \"session\"\nbackend = \"bbb\"\npeak = 80\naudience = \"stream\"\n\n"

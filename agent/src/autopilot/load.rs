@@ -587,8 +587,6 @@ fn name_number(name: &str) -> u64 {
 mod tests {
     use std::path::Path;
 
-    use conference::Session;
-
     use super::*;
     use crate::plan::prices::PriceTable;
 
@@ -610,18 +608,7 @@ mod tests {
         let mut e = Event::parse(Path::new("event.toml"), &s).unwrap();
         for r in ["A", "B", "C"] {
             for (start, end) in [(t(10, 0), t(12, 0)), (t(14, 0), t(16, 0))] {
-                e.sessions.push(Session {
-                    guid: format!("{r}{start}"),
-                    title: "Talk".into(),
-                    room: r.into(),
-                    start,
-                    end,
-                    track: None,
-                    kind: None,
-                    persons: vec![],
-                    summary: None,
-                    url: None,
-                });
+                e.sessions.push(crate::plan::test_session(r, start, end));
             }
         }
         e

@@ -157,18 +157,7 @@ mod tests {
         );
         let mut e = Event::parse(std::path::Path::new("event.toml"), &text).unwrap();
         for (start, end) in [(t(9, 0), t(11, 0)), (t(15, 0), t(17, 0))] {
-            e.sessions.push(conference::Session {
-                guid: format!("A{start}"),
-                title: "Talk".into(),
-                room: "A".into(),
-                start,
-                end,
-                track: None,
-                kind: None,
-                persons: vec![],
-                summary: None,
-                url: None,
-            });
+            e.sessions.push(crate::plan::test_session("A", start, end));
         }
         e
     }

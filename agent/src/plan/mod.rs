@@ -274,3 +274,24 @@ fn media_servers(event: &Event, all_rooms: &[Room], backend: Backend) -> (u32, V
 
 #[cfg(test)]
 mod tests;
+
+/// A talk of the unit tests' events: `room` from `start` to `end`.
+#[cfg(test)]
+pub(crate) fn test_session(
+    room: &str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> conference::Session {
+    conference::Session {
+        guid: format!("{room}{start}"),
+        title: "Talk".into(),
+        room: room.into(),
+        start,
+        end,
+        track: None,
+        kind: None,
+        persons: vec![],
+        summary: None,
+        url: None,
+    }
+}

@@ -312,14 +312,9 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// The SHA-256 of a file, in hex.
+/// The SHA-256 of a file, in hex, as the archive computes it.
 pub fn sha256_hex(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    venue_agent::archive::sha256_file(path).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// What each record of the state directory's journal says, in order.
@@ -336,29 +331,27 @@ pub fn journal(state: &Path) -> Vec<String> {
 /// entry's copy is on disk with the entry's size and SHA-256, and every
 /// file below a host's directory is in the manifest (no stray or
 /// half-copied `.part` file). Returns the manifest's entries per host.
-pub fn assert_archive_complete(archive: &Path) -> std::collections::BTreeMap<String, Vec<Value>> {
-    let manifest: Value = serde_json::from_str(
-        &std::fs::read_to_string(archive.join("manifest.json"))
-            .unwrap_or_else(|e| panic!("{}/manifest.json: {e}", archive.display())),
-    )
-    .unwrap();
-    let mut per_host: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-    for e in manifest["files"].as_array().unwrap() {
-        let host = e["host"].as_str().unwrap();
-        let local = archive.join(host).join(e["path"].as_str().unwrap());
+pub fn assert_archive_complete(
+    archive: &Path,
+) -> std::collections::BTreeMap<String, Vec<venue_agent::archive::manifest::Entry>> {
+    let manifest =
+        venue_agent::archive::manifest::Manifest::load(archive).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut per_host: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+    for e in manifest.files {
+        let local = archive.join(&e.host).join(&e.path);
         assert!(
             local.is_file(),
             "{} is in the manifest but not on disk",
             local.display()
         );
         assert_eq!(
-            e["size"],
+            e.size,
             std::fs::metadata(&local).unwrap().len(),
             "{}",
             local.display()
         );
-        assert_eq!(e["sha256"], sha256_hex(&local), "{}", local.display());
-        per_host.entry(host.to_owned()).or_default().push(e.clone());
+        assert_eq!(e.sha256, sha256_hex(&local), "{}", local.display());
+        per_host.entry(e.host.clone()).or_default().push(e);
     }
     fn files(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -387,7 +380,7 @@ pub fn assert_archive_complete(archive: &Path) -> std::collections::BTreeMap<Str
             assert!(
                 per_host
                     .get(&host)
-                    .is_some_and(|es| es.iter().any(|e| e["path"] == rel.as_str())),
+                    .is_some_and(|es| es.iter().any(|e| e.path == rel)),
                 "{} is in the archive but not in its manifest",
                 f.display()
             );

@@ -270,6 +270,20 @@ pub async fn session_csrf(c: &reqwest::Client, base: &str, cookie: &str) -> Stri
     csrf_of(&html)
 }
 
+/// `[[day]]` tables for the day before `today`, `today` and the day after,
+/// open all day (UTC).
+pub fn days_around(today: chrono::NaiveDate) -> String {
+    [-1i64, 0, 1]
+        .iter()
+        .map(|d| {
+            format!(
+                "[[day]]\ndate = \"{}\"\nopen = \"00:00\"\nclose = \"23:59\"\n\n",
+                today + Span::days(*d)
+            )
+        })
+        .collect()
+}
+
 /// An event around now: yesterday, today and tomorrow (UTC), with
 /// - `Main Track` (session, BBB, no webcams): "Live <b>kernel</b> talk" by
 ///   Ada Lovelace running now, and a talk in three hours;
@@ -279,15 +293,7 @@ pub async fn session_csrf(c: &reqwest::Client, base: &str, cookie: &str) -> Stri
 pub fn write_live_event(dir: &Path) -> PathBuf {
     let now = Utc::now();
     let today = now.date_naive();
-    let days: String = [-1i64, 0, 1]
-        .iter()
-        .map(|d| {
-            format!(
-                "[[day]]\ndate = \"{}\"\nopen = \"00:00\"\nclose = \"23:59\"\n\n",
-                today + Span::days(*d)
-            )
-        })
-        .collect();
+    let days = days_around(today);
     let event = format!(
         r#"id = "live"
 name = "Live Test Conference"
