@@ -397,6 +397,63 @@ async fn a_certificate_about_to_expire_warns_then_fails() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A TCP front for `to` that resets the first `resets` connections (RST,
+/// as a server that cuts a handshake) and forwards the others.
+async fn resetting_front(to: u16, resets: usize) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut client, _)) = listener.accept().await {
+            n += 1;
+            if n <= resets {
+                // Reset, not a clean close: what the coturn seen did.
+                client.set_zero_linger().unwrap();
+                drop(client);
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", to))
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A handshake the server cuts once is tried again and succeeds; cut every
+/// time, it fails with both errors; a refused certificate is not retried.
+#[tokio::test]
+async fn a_handshake_cut_once_is_tried_again_and_a_refused_one_is_not() {
+    let dir = scratch("tls-cut");
+    let ca = Ca::new();
+    let name = "chk-coturn-1.check.test";
+    let c = coturn(&dir, &secrets().turn, &ca.leaf(name, 90), None);
+    let check = make_check(&dir, vec![turn_target(&c)], &[ca.root()]);
+
+    let once = resetting_front(c.tls, 1).await;
+    assert!(check::tls::connect(&check, once, name).await.is_ok());
+
+    let always = resetting_front(c.tls, usize::MAX).await;
+    let err = check::tls::connect(&check, always, name).await.unwrap_err();
+    assert!(err.contains("(twice; the first: TLS "), "{err}");
+
+    // Another CA's chain: refused at once, not tried twice.
+    let other = make_check(&dir, vec![turn_target(&c)], &[Ca::new().root()]);
+    let counted = resetting_front(c.tls, 0).await;
+    let err = check::tls::connect(&other, counted, name)
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("certificate refused") && !err.contains("twice"),
+        "{err}"
+    );
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Lines the watcher prints, as they come, with when they came.
 #[derive(Clone, Default)]
 struct Lines(Arc<Mutex<Printed>>);

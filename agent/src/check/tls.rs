@@ -63,7 +63,10 @@ pub fn config_with(extra: &[(String, Vec<u8>)]) -> Result<Arc<rustls::ClientConf
     Ok(Arc::new(config))
 }
 
-/// Connects to `addr` over TCP and TLS for `name`, verifying the chain.
+/// Connects to `addr` over TCP and TLS for `name`, verifying the chain. A
+/// handshake the server cut (reset, or closed early) is tried once more: one
+/// was seen from coturn on a loaded machine, and the next was served. A
+/// refused certificate or any other TLS error is not.
 pub async fn connect(
     check: &Check,
     addr: std::net::SocketAddr,
@@ -71,14 +74,32 @@ pub async fn connect(
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
     let server_name = ServerName::try_from(name.to_owned())
         .map_err(|e| format!("`{name}` is not a TLS name: {e}"))?;
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("TCP {} cannot connect: {e}", addr.port()))?;
     let connector = tokio_rustls::TlsConnector::from(check.tls.clone());
-    connector
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| format!("TLS {} for {name}: {}", addr.port(), tls_cause(&e)))
+    let mut cut: Option<String> = None;
+    loop {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("TCP {} cannot connect: {e}", addr.port()))?;
+        let e = match connector.connect(server_name.clone(), tcp).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => e,
+        };
+        let said = format!("TLS {} for {name}: {}", addr.port(), tls_cause(&e));
+        let was_cut = matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe
+        ) && e.get_ref().is_none_or(|i| !i.is::<rustls::Error>());
+        match cut {
+            None if was_cut => {
+                cut = Some(said);
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Some(first) => return Err(format!("{said} (twice; the first: {first})")),
+            None => return Err(said),
+        }
+    }
 }
 
 /// The rustls error inside an io::Error, said plainly.

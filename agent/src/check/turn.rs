@@ -53,18 +53,7 @@ pub async fn probes(check: &Check, target: &Target) -> Vec<Probe> {
             judge(&udp_what, allocate_udp(udp, &good).await, true)
         }),
         probe(check, target, "turn tls", &tls_what, async {
-            // One more try of the connection: a reset in the handshake was
-            // seen once on a loaded machine, and the next one was served.
-            let connected = match super::tls::connect(check, tls, &target.service_name).await {
-                Ok(s) => Ok(s),
-                Err(first) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                    super::tls::connect(check, tls, &target.service_name)
-                        .await
-                        .map_err(|e| format!("{e} (twice; the first: {first})"))
-                }
-            };
-            let result = match connected {
+            let result = match super::tls::connect(check, tls, &target.service_name).await {
                 Ok(mut s) => allocate_stream(&mut s, &good).await,
                 Err(e) => Err(Error::Transport(e)),
             };
