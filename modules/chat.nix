@@ -32,6 +32,18 @@
 #   cluster's locale. Synapse refuses a database whose collation or ctype is
 #   not C, so the database is created here from template0 with C.
 #   Local connections are `peer`: Synapse logs in as its own Unix user.
+#   The superuser is the read-only "postgres" (peer, ident map postgres);
+#   the port is settings.port; psql and pg_dump stay in the package's bin
+#   (pkgs/servers/sql/postgresql/generic.nix, newest stored copy: only ecpg
+#   and pg_config move out; the socket is /run/postgresql).
+# - pg_dump(1) and psql(1), PostgreSQL 15: --exclude-table-data takes
+#   patterns, and one that matches nothing is no error (--strict-names
+#   does not apply to it), hence the to_regclass check; psql -X skips
+#   /etc/psqlrc. Synapse 1.163.2's schema (full_schemas/72 and its deltas,
+#   storage/databases/main/{registration,client_ips,cache,openid}.py): the
+#   login tokens are in access_tokens, refresh_tokens, user_ips,
+#   login_tokens, open_id_tokens and, as cache keys,
+#   cache_invalidation_stream_by_instance (dumps checked by hand).
 # - pkgs/by-name/el/element-web/package.nix @ 17647f46c7d6: `conf` is merged
 #   into the unwrapped config.json with jq's `*` (element-web-unwrapped
 #   @ 95fdc59940dc: config.sample.json with disable_guests).
