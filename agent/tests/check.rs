@@ -987,3 +987,51 @@ async fn jitsi_accepts_a_venue_token_and_refuses_none_and_guests() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// coturn keeps a released allocation's session for a while, so a client
+/// port the kernel hands out again meets 437 (Allocation Mismatch) under
+/// another username; the probe then tries from another port (RFC 8656 §7.4),
+/// as a browser's TURN client does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allocation_mismatch_on_a_reused_client_port_is_tried_from_another_port() {
+    use check::turn::{allocate_udp_from, allocate_udp_on, Error};
+    let dir = scratch("turn-437");
+    let ca = Ca::new();
+    let c = coturn(
+        &dir,
+        &secrets().turn,
+        &ca.leaf("chk-coturn-1.check.test", 60),
+        None,
+    );
+    let server = std::net::SocketAddr::new(LOCALHOST, c.udp);
+    let expires = chrono::Utc::now().timestamp() + 600;
+    let creds =
+        |at: i64| conference::protocol::turn::credentials(&secrets().turn, "venue-check", at);
+    let bind = |port: u16| async move {
+        tokio::net::UdpSocket::bind((LOCALHOST, port))
+            .await
+            .unwrap()
+    };
+
+    // A probe allocates and releases from a port…
+    let first = bind(0).await;
+    let port = first.local_addr().unwrap().port();
+    allocate_udp_on(first, server, &creds(expires))
+        .await
+        .unwrap();
+    // …and the next, a second later (another username), gets the same port.
+    match allocate_udp_on(bind(port).await, server, &creds(expires + 1)).await {
+        // "Mismatched allocation: wrong transaction ID" or "Allocation
+        // mismatch: wrong credentials", as the session stands.
+        Err(Error::Refused(437, reason)) => {
+            assert!(reason.to_lowercase().contains("mismatch"), "{reason}")
+        }
+        other => panic!("coturn no longer holds a released session: {other:?}"),
+    }
+    // The probe's way: from that port first, then from another.
+    let relay = allocate_udp_from(bind(port).await, server, &creds(expires + 2))
+        .await
+        .unwrap();
+    assert_eq!(relay.ip(), LOCALHOST);
+    let _ = std::fs::remove_dir_all(&dir);
+}

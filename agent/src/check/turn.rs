@@ -100,20 +100,68 @@ fn judge(what: &str, result: Result<Relayed, Error>, should_pass: bool) -> Outco
     }
 }
 
-/// Allocate over UDP, retransmitting a lost request (RFC 8489's RTO, shortened).
+/// How many client ports an Allocate is tried from when the server answers
+/// 437: RFC 8656 §7.4 says three, and a browser's TURN client (libwebrtc's
+/// TurnPort) does the same.
+pub const MISMATCH_TRIES: usize = 3;
+
+/// Allocate over UDP, retransmitting a lost request (RFC 8489's RTO,
+/// shortened). A 437 (Allocation Mismatch) means the server still holds a
+/// session for this client address: coturn keeps a released one for a while,
+/// and the kernel may hand the next probe the same port. The Allocate is then
+/// tried from another port, as RFC 8656 §7.4 asks of a client.
 pub async fn allocate_udp(
     server: SocketAddr,
     creds: &conference::protocol::turn::TurnCredentials,
 ) -> Result<Relayed, Error> {
-    let what = format!("UDP {}", server.port());
+    allocate_udp_from(bind_udp(server).await?, server, creds).await
+}
+
+/// [`allocate_udp`], starting from `first`: then from new ports after a 437.
+pub async fn allocate_udp_from(
+    first: UdpSocket,
+    server: SocketAddr,
+    creds: &conference::protocol::turn::TurnCredentials,
+) -> Result<Relayed, Error> {
+    let mut sock = first;
+    let mut tries = 1;
+    loop {
+        match allocate_udp_on(sock, server, creds).await {
+            Err(Error::Refused(437, reason)) if tries < MISMATCH_TRIES => {
+                tracing::debug!(%server, %reason, tries, "437: trying from another client port");
+            }
+            Err(Error::Refused(437, reason)) => {
+                return Err(Error::Refused(
+                    437,
+                    format!("{reason} (from {MISMATCH_TRIES} client ports)"),
+                ))
+            }
+            other => return other,
+        }
+        sock = bind_udp(server).await?;
+        tries += 1;
+    }
+}
+
+/// A UDP socket of the server's address family on a port the kernel picks.
+pub async fn bind_udp(server: SocketAddr) -> Result<UdpSocket, Error> {
     let bind: SocketAddr = if server.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let sock = UdpSocket::bind(bind)
+    UdpSocket::bind(bind)
         .await
-        .map_err(|e| Error::Transport(format!("no UDP socket: {e}")))?;
+        .map_err(|e| Error::Transport(format!("no UDP socket: {e}")))
+}
+
+/// One Allocate (and its release) from `sock`, with no second port.
+pub async fn allocate_udp_on(
+    sock: UdpSocket,
+    server: SocketAddr,
+    creds: &conference::protocol::turn::TurnCredentials,
+) -> Result<Relayed, Error> {
+    let what = format!("UDP {}", server.port());
     // Connected: a closed port's ICMP error comes back as "refused".
     sock.connect(server)
         .await
@@ -334,7 +382,10 @@ impl Answer {
             match t {
                 ATTR_ERROR_CODE if len >= 4 => {
                     let code = (v[2] & 0x07) as u16 * 100 + v[3] as u16;
-                    answer.error = Some((code, String::from_utf8_lossy(&v[4..]).into_owned()));
+                    // coturn counts NUL padding into some reason phrases.
+                    let reason = String::from_utf8_lossy(&v[4..]);
+                    let reason = reason.trim_end_matches(['\0', ' ']).to_owned();
+                    answer.error = Some((code, reason));
                 }
                 ATTR_REALM => answer.realm = Some(String::from_utf8_lossy(v).into_owned()),
                 ATTR_NONCE => answer.nonce = Some(String::from_utf8_lossy(v).into_owned()),
@@ -408,5 +459,23 @@ mod tests {
         assert_eq!(a.error, Some((401, "Unauthorized".into())));
         assert_eq!(a.realm.as_deref(), Some("r"));
         assert_eq!(a.nonce.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn a_reason_with_nul_padding_counted_in_its_length_is_read_without_it() {
+        // 437 as coturn 4.6 sends it: the NULs are inside the attribute's length.
+        let reason = b"Allocation mismatch: wrong credentials\0\0";
+        let mut msg = vec![0x01, 0x13, 0, 0];
+        msg.extend_from_slice(&MAGIC.to_be_bytes());
+        msg.extend_from_slice(&[7; 12]);
+        let mut attrs = vec![0x00, 0x09, 0x00, (4 + reason.len()) as u8, 0, 0, 4, 37];
+        attrs.extend_from_slice(reason);
+        msg[2..4].copy_from_slice(&(attrs.len() as u16).to_be_bytes());
+        msg.extend_from_slice(&attrs);
+        let a = Answer::parse(&msg).unwrap();
+        assert_eq!(
+            a.error,
+            Some((437, "Allocation mismatch: wrong credentials".into()))
+        );
     }
 }
