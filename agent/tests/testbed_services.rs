@@ -14,8 +14,9 @@
 //!   Join that creates the meeting on the BBB host and lands in it, a Jitsi
 //!   Join whose token prosody accepts.
 //!
-//! A second activation restarts every service without leaving a duplicate,
-//! and `venue down` ends them all. Needs root, Nix, sshd, iproute2, pebble,
+//! A deploy of the same secrets again restarts nothing; a second activation
+//! restarts every service without leaving a duplicate, and `venue down`
+//! ends them all. Needs root, Nix, sshd, iproute2, pebble,
 //! dig, nginx, coturn, prosody (scripts/install-deps) and the built
 //! venue-portal and fake-bbb binaries (`cargo build --bins`).
 
@@ -580,6 +581,23 @@ fn every_host_answers_its_real_protocol_with_the_deployed_secrets() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    // `venue deploy` again: the same secrets, uploaded anew (new files),
+    // restart nothing, as a real host's secrets unit compares contents. The
+    // certificate watcher looks every second.
+    let before: Vec<_> = ["bbb", "coturn", "jitsi", "portal"]
+        .iter()
+        .map(|r| services(&netns(r)))
+        .collect();
+    ok(&venue(&url, &env, &["deploy", e, "--state", s]));
+    std::thread::sleep(Duration::from_millis(2500));
+    for (role, old) in ["bbb", "coturn", "jitsi", "portal"].iter().zip(&before) {
+        assert_eq!(
+            &services(&netns(role)),
+            old,
+            "{role}: restarted by a deploy of the same secrets"
+        );
     }
 
     // A second activation restarts the services in place: every service

@@ -256,14 +256,13 @@ let
       echo "switched to $out"
       EOS
       # What the boot does with this system (the test host's boot runs it):
-      # start its services with the secrets on the disk, or refuse without.
-      # The previous boot's processes died with it: so did its pid files.
+      # start its services with the secrets on the disk, or refuse without;
+      # nothing when a deploy's switch started them first (bin/start boot).
       cat > $out/bin/boot <<EOS
       #!/bin/sh
       set -e
-      rm -f /var/lib/venue/run/*.pid
       sh ${dataScript server.role}
-      exec sh ${services}/bin/start
+      exec sh ${services}/bin/start boot
       EOS
       chmod +x $out/bin/switch-to-configuration $out/bin/boot
     '';

@@ -64,9 +64,10 @@ pub fn config_with(extra: &[(String, Vec<u8>)]) -> Result<Arc<rustls::ClientConf
 }
 
 /// Connects to `addr` over TCP and TLS for `name`, verifying the chain. A
-/// handshake the server cut (reset, or closed early) is tried once more: one
-/// was seen from coturn on a loaded machine, and the next was served. A
-/// refused certificate or any other TLS error is not.
+/// handshake the server cut (reset, or closed early) is tried once more
+/// after a moment: a service that restarts as the probe connects (coturn,
+/// for a renewed certificate) cuts what it had accepted and serves the next.
+/// A refused certificate or any other TLS error is not tried again.
 pub async fn connect(
     check: &Check,
     addr: std::net::SocketAddr,

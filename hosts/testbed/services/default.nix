@@ -526,6 +526,16 @@ mk "toy-services-${server.name}" ''
   # services started below do not inherit the lock.)
   exec 9>$run/start.lock
   flock 9
+  # /run is new at every boot. The first start since the boot (the boot's
+  # own, or a deploy's switch that came first) drops the pid files of the
+  # processes that died with the previous boot; the boot's start after a
+  # switch does nothing, as systemd's start of a running unit does nothing.
+  if [ ! -e /run/venue-services.started ]; then
+    rm -f $run/*.pid
+    : > /run/venue-services.started
+  elif [ "$mode" = boot ]; then
+    exit 0
+  fi
 
   # alive PID: running, and not a zombie its new parent has yet to reap.
   alive() {
@@ -624,6 +634,11 @@ mk "toy-services-${server.name}" ''
   }
 
   if [ "$mode" = tls ]; then
+    # What the services below start with; tls-watch compares against it. A
+    # switch that held the lock meanwhile may have started them with it.
+    digest=$(sh $here/bin/tls-digest)
+    [ "$digest" = "$(cat $run/tls.digest 2>/dev/null)" ] && exit 0
+    echo "$digest" > $run/tls.digest
     # A new certificate: nginx re-reads its config (the first one adds :443;
     # renewed ones it reads at each handshake anyway), coturn restarts.
     write_private $run/nginx.conf nginx_config
@@ -635,6 +650,7 @@ mk "toy-services-${server.name}" ''
   fi
 
   require ${builtins.concatStringsSep " " required}
+  sh $here/bin/tls-digest > $run/tls.digest
   ${startRole.${role} or ""}
   write_private $run/nginx.conf nginx_config
   stop nginx
@@ -645,19 +661,22 @@ mk "toy-services-${server.name}" ''
   start tls-watch sh $here/bin/tls-watch
   EOS
 
-  # Watches the deployed certificate; a new one (another inode or mtime)
-  # goes to the services at once, as a real host's reload hook does.
+  # Watches the deployed certificate; other contents go to the services at
+  # once, as a real host's secrets unit does (modules/common.nix): it
+  # compares digests of what the services started with, so the same files
+  # uploaded again (every deploy does) restart nothing.
   cat > $out/bin/tls-watch <<'EOW'
   #!/bin/sh
   here=$(cd "$(dirname "$0")/.." && pwd)
-  chain=${secrets}/tls-fullchain.pem
-  last=$(stat -c %Y.%i $chain 2>/dev/null || echo none)
   while sleep 1; do
-    now=$(stat -c %Y.%i $chain 2>/dev/null || echo none)
-    [ "$now" = "$last" ] && continue
-    last=$now
+    [ "$(sh $here/bin/tls-digest)" = "$(cat ${run}/tls.digest 2>/dev/null)" ] && continue
     sh $here/bin/start tls || echo "reloading the certificate failed" >&2
   done
   EOW
-  chmod +x $out/bin/start $out/bin/tls-watch
+  # The certificate and key, as one digest.
+  cat > $out/bin/tls-digest <<'EOD'
+  #!/bin/sh
+  cat ${secrets}/tls-fullchain.pem ${secrets}/tls-key.pem 2>/dev/null | sha256sum | cut -d' ' -f1
+  EOD
+  chmod +x $out/bin/start $out/bin/tls-watch $out/bin/tls-digest
 ''
