@@ -21,25 +21,29 @@ pub fn spawn(state: Arc<AppState>) {
         return;
     };
     tokio::spawn(async move {
-        let (mut failing, mut first) = (false, true);
+        // The last failure said, so that a different one is said again.
+        let (mut failing, mut first): (Option<String>, bool) = (None, true);
         loop {
             match chat.pass(&state, Utc::now()).await {
                 Ok(()) => {
-                    if failing {
+                    if failing.is_some() {
                         tracing::info!("chat: the homeserver is in step again");
                     } else if first {
                         tracing::info!("chat: the homeserver is in step");
                     }
-                    (failing, first) = (false, false);
-                }
-                // The first failure is a warning; repeats (a homeserver
-                // still starting) only at debug level.
-                Err(e) if failing => {
-                    tracing::debug!(error = %format!("{e:#}"), "chat: sync failed")
+                    (failing, first) = (None, false);
                 }
                 Err(e) => {
-                    failing = true;
-                    tracing::warn!(error = %format!("{e:#}"), "chat: sync failed; retrying");
+                    let said = format!("{e:#}");
+                    // A repeat (a homeserver still starting) only at debug
+                    // level; a new cause (one that will not pass by itself,
+                    // such as a lost bot token) as a warning again.
+                    if failing.as_deref() == Some(said.as_str()) {
+                        tracing::debug!(error = %said, "chat: sync failed");
+                    } else {
+                        tracing::warn!(error = %said, "chat: sync failed; retrying");
+                        failing = Some(said);
+                    }
                 }
             }
             tokio::select! {
