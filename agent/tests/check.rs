@@ -245,6 +245,16 @@ fn coturn(dir: &Path, secret: &str, cert: &(String, String), ports: Option<(u16,
     }
 }
 
+/// coturn with the event's TURN secret and a certificate for its name.
+fn event_coturn(dir: &Path, ca: &Ca) -> Coturn {
+    coturn(
+        dir,
+        &secrets().turn,
+        &ca.leaf("chk-coturn-1.check.test", 60),
+        None,
+    )
+}
+
 fn turn_target(c: &Coturn) -> Target {
     target(
         "chk-coturn-1",
@@ -276,12 +286,7 @@ fn scratch(name: &str) -> PathBuf {
 async fn turn_allocates_with_the_events_secret_over_udp_and_tls() {
     let dir = scratch("turn-ok");
     let ca = Ca::new();
-    let c = coturn(
-        &dir,
-        &secrets().turn,
-        &ca.leaf("chk-coturn-1.check.test", 60),
-        None,
-    );
+    let c = event_coturn(&dir, &ca);
     let check = make_check(&dir, vec![turn_target(&c)], &[ca.root()]);
     let p = turn_round(&check).await;
     for name in ["turn udp", "turn tls", "turn wrong secret"] {
@@ -997,12 +1002,7 @@ async fn an_allocation_mismatch_on_a_reused_client_port_is_tried_from_another_po
     use check::turn::{allocate_udp_from, allocate_udp_on, Error};
     let dir = scratch("turn-437");
     let ca = Ca::new();
-    let c = coturn(
-        &dir,
-        &secrets().turn,
-        &ca.leaf("chk-coturn-1.check.test", 60),
-        None,
-    );
+    let c = event_coturn(&dir, &ca);
     let server = std::net::SocketAddr::new(LOCALHOST, c.udp);
     let expires = chrono::Utc::now().timestamp() + 600;
     let creds =
