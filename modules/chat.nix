@@ -34,7 +34,7 @@
 #   Local connections are `peer`: Synapse logs in as its own Unix user.
 #   The superuser is the read-only "postgres" (peer, ident map postgres);
 #   the port is settings.port; psql and pg_dump stay in the package's bin
-#   (pkgs/servers/sql/postgresql/generic.nix, newest stored copy: only ecpg
+#   (pkgs/servers/sql/postgresql/generic.nix @ a08c1df4786a: only ecpg
 #   and pg_config move out; the socket is /run/postgresql).
 # - pg_dump(1) and psql(1), PostgreSQL 15: --exclude-table-data takes
 #   patterns, and one that matches nothing is no error (--strict-names
