@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Duration as Span, Utc};
+use common::chat::{alias, chat_portal, homeserver, until, Mx, NO_STREAM, SERVER};
+use common::oidc::free_port;
 use common::oidc::Browser;
-use common::oidc::{free_port, Provider, CLIENT_SECRET};
-use common::synapse::{enc, matrix_login, venv, Synapse};
+use common::synapse::{enc, matrix_login, venv};
 use common::{client, TempDir};
 use serde_json::{json, Value};
-
-const SERVER: &str = "venue.test";
 
 /// An event whose Main Track (streamed) switches from "First talk" (Ada
 /// Lovelace) to "Second talk" at `switch`; Second Stage runs "Long talk"
@@ -111,170 +110,6 @@ peak = 10
     p
 }
 
-/// A Matrix client for one user.
-struct Mx {
-    c: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Mx {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .c
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-    /// The status of `whoami`: 200 while the token works, 401 once it ended.
-    async fn whoami(&self) -> u16 {
-        self.get("/_matrix/client/v3/account/whoami").await.0
-    }
-    async fn join(&self, room: &str) -> (u16, Value) {
-        self.call(
-            reqwest::Method::POST,
-            &format!("/_matrix/client/v3/join/{}", enc(room)),
-            Some(json!({})),
-        )
-        .await
-    }
-    async fn joined_rooms(&self) -> Vec<String> {
-        let (_, v) = self.get("/_matrix/client/v3/joined_rooms").await;
-        v["joined_rooms"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.as_str().map(str::to_owned))
-            .collect()
-    }
-    async fn messages(&self, room: &str) -> Vec<Value> {
-        let (s, v) = self
-            .get(&format!(
-                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
-                enc(room)
-            ))
-            .await;
-        assert_eq!(s, 200, "messages of {room}: {v}");
-        v["chunk"].as_array().cloned().unwrap_or_default()
-    }
-    async fn topic(&self, room: &str) -> String {
-        let (_, v) = self
-            .get(&format!(
-                "/_matrix/client/v3/rooms/{}/state/m.room.topic/",
-                enc(room)
-            ))
-            .await;
-        v["topic"].as_str().unwrap_or_default().to_owned()
-    }
-    async fn send(&self, room: &str, body: &str) {
-        let (s, v) = self
-            .call(
-                reqwest::Method::PUT,
-                &format!(
-                    "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
-                    enc(room),
-                    Utc::now().timestamp_nanos_opt().unwrap()
-                ),
-                Some(json!({"msgtype": "m.text", "body": body})),
-            )
-            .await;
-        assert_eq!(s, 200, "send: {v}");
-    }
-}
-
-/// Polls `check` every 100 ms until it gives Some, for at most `secs`.
-async fn until<T, F, Fut>(what: &str, secs: u64, log: impl Fn() -> String, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}\n{}",
-            log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn alias(local: &str) -> String {
-    format!("#{local}:{SERVER}")
-}
-
-/// A real Synapse on `sport` whose OIDC provider is the portal on `pport`,
-/// with the deployment's settings the portal relies on; and the file of
-/// its registration secret.
-async fn homeserver(venv: &Path, dir: &TempDir, sport: u16, pport: u16) -> (Synapse, PathBuf) {
-    let synapse_dir = dir.path().join("synapse");
-    std::fs::create_dir_all(&synapse_dir).unwrap();
-    let reg_secret = dir.write(
-        "registration-secret",
-        &format!(
-            "{}\n",
-            conference::protocol::hex(&portal::random_bytes::<24>())
-        ),
-    );
-    let client_secret = dir.write("oidc-client-secret", &format!("{CLIENT_SECRET}\n"));
-    let s = Synapse::start(
-        venv,
-        &synapse_dir,
-        sport,
-        &format!("http://127.0.0.1:{pport}"),
-        &client_secret,
-        json!({
-            // The bot is registered with the shared secret from a file,
-            // and the homeserver's own user search is off (the portal's
-            // directory is the opt-in one).
-            "registration_shared_secret": null,
-            "registration_shared_secret_path": reg_secret,
-            "user_directory": {"enabled": false},
-            "rc_message": {"per_second": 100, "burst_count": 100},
-            "rc_joins": {"local": {"per_second": 100, "burst_count": 100}},
-        }),
-    )
-    .await;
-    (s, reg_secret)
-}
-
-/// The portal on `pport` for `event`, its chat on `s`, one sync pass every
-/// `interval` seconds (and when woken).
-fn chat_portal(
-    dir: &TempDir,
-    s: &Synapse,
-    sport: u16,
-    pport: u16,
-    event: &Path,
-    reg_secret: &Path,
-    interval: &str,
-) -> Provider {
-    Provider::start_with(
-        dir,
-        &format!("http://127.0.0.1:{sport}/_synapse/client/oidc/callback"),
-        event,
-        &format!(
-            "[stream]\nurls = [\"http://127.0.0.1:9/hls\"]\n\
-             [chat]\nhomeserver_url = \"{}\"\nserver_name = \"{SERVER}\"\n\
-             registration_shared_secret_file = \"{}\"\nsync_interval_seconds = {interval}\n",
-            s.url,
-            reg_secret.display()
-        ),
-        pport,
-    )
-}
-
 #[tokio::test]
 async fn the_portal_keeps_the_homeserver_in_step_with_the_event() {
     let Some(venv) = venv() else { return };
@@ -286,7 +121,7 @@ async fn the_portal_keeps_the_homeserver_in_step_with_the_event() {
     // Main Track's session changes this long after the portal starts.
     let switch = Utc::now() + Span::seconds(25);
     let event = write_event(dir.path(), switch);
-    let p = chat_portal(&dir, &s, sport, pport, &event, &reg_secret, "0.5");
+    let p = chat_portal(&dir, &s, pport, &event, &reg_secret, "0.5", NO_STREAM);
     let c = client();
     let logs = || format!("--- portal\n{}\n--- synapse\n{}", p.log(), s.log());
     let portal = p.url().to_owned();
@@ -674,7 +509,7 @@ async fn a_ticket_revoked_before_the_sync_saw_its_account_is_deactivated() {
     let (s, reg_secret) = homeserver(&venv, &dir, sport, pport).await;
     let event = write_event(dir.path(), Utc::now() + Span::hours(1));
     // One pass at start, then only when woken.
-    let mut p = chat_portal(&dir, &s, sport, pport, &event, &reg_secret, "3600");
+    let mut p = chat_portal(&dir, &s, pport, &event, &reg_secret, "3600", NO_STREAM);
     let c = client();
     let portal = p.url().to_owned();
     until(

@@ -8,62 +8,19 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::chat::{chat_portal, homeserver, until, Mx, SERVER};
 use common::chromium::{body_text, log_in, need, playing_time, Driver, Origin};
-use common::oidc::{free_port, Browser, Provider, CLIENT_SECRET};
-use common::synapse::{enc, matrix_login, venv, Synapse};
+use common::oidc::{free_port, Browser};
+use common::synapse::{enc, matrix_login, venv};
 use common::{client, write_live_event, TempDir};
 use serde_json::{json, Value};
-
-const SERVER: &str = "venue.test";
 /// Main Track's room as Element opens it (the event's domain is
 /// live.example.org, Element's default URL https://chat.<domain>).
 const ELEMENT_ROOM: &str = "https://chat.live.example.org/#/room/#main-track:venue.test";
 const WIDTH: i64 = 1280;
 const HEIGHT: i64 = 900;
-
-/// Polls `check` every 100 ms until it gives Some, for at most `secs`.
-async fn until<T, F, Fut>(what: &str, secs: u64, log: impl Fn() -> String, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}\n{}",
-            log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// One Matrix user's client-API calls.
-struct Mx {
-    c: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Mx {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let mut req = self
-            .c
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
-        if !body.is_null() {
-            req = req.json(&body);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-}
 
 /// The bounding rectangles of the Watch page's video and chat panel, the
 /// viewport, and whether the element at each one's centre is itself (or
@@ -169,47 +126,10 @@ async fn the_watch_page_plays_the_stream_beside_the_rooms_chat() {
         let d: PathBuf = dir.path().to_owned();
         move || Origin::start(&d)
     });
-    let synapse_dir = dir.path().join("synapse");
-    std::fs::create_dir_all(&synapse_dir).unwrap();
     let (sport, pport) = (free_port(), free_port());
-    let reg_secret = dir.write(
-        "registration-secret",
-        &format!(
-            "{}\n",
-            conference::protocol::hex(&portal::random_bytes::<24>())
-        ),
-    );
-    let client_secret = dir.write("oidc-client-secret", &format!("{CLIENT_SECRET}\n"));
-    let s = Synapse::start(
-        &venv,
-        &synapse_dir,
-        sport,
-        &format!("http://127.0.0.1:{pport}"),
-        &client_secret,
-        json!({
-            "registration_shared_secret": null,
-            "registration_shared_secret_path": reg_secret,
-            "user_directory": {"enabled": false},
-            "rc_message": {"per_second": 100, "burst_count": 100},
-            "rc_joins": {"local": {"per_second": 100, "burst_count": 100}},
-        }),
-    )
-    .await;
+    let (s, reg_secret) = homeserver(&venv, &dir, sport, pport).await;
     let origin = origin.await.expect("the origin");
-    let p = Provider::start_with(
-        &dir,
-        &format!("http://127.0.0.1:{sport}/_synapse/client/oidc/callback"),
-        &event,
-        &format!(
-            "[stream]\nurls = [\"{}\"]\n\
-             [chat]\nhomeserver_url = \"{}\"\nserver_name = \"{SERVER}\"\n\
-             registration_shared_secret_file = \"{}\"\nsync_interval_seconds = 0.5\n",
-            origin.hls(),
-            s.url,
-            reg_secret.display()
-        ),
-        pport,
-    );
+    let p = chat_portal(&dir, &s, pport, &event, &reg_secret, "0.5", &origin.hls());
     let base = p.url().to_owned();
     let c = client();
     let logs = || format!("--- portal\n{}\n--- synapse\n{}", p.log(), s.log());
@@ -253,7 +173,7 @@ async fn the_watch_page_plays_the_stream_beside_the_rooms_chat() {
             .call(
                 reqwest::Method::POST,
                 &format!("/_matrix/client/v3/join/{}", enc(&main_alias)),
-                json!({}),
+                Some(json!({})),
             )
             .await;
         (st == 200).then(|| v["room_id"].as_str().unwrap().to_owned())
@@ -267,7 +187,7 @@ async fn the_watch_page_plays_the_stream_beside_the_rooms_chat() {
                 "/_matrix/client/v3/rooms/{}/send/m.room.message/ada-1",
                 enc(&room_id)
             ),
-            json!({"msgtype": "m.text", "body": from_ada}),
+            Some(json!({"msgtype": "m.text", "body": from_ada})),
         )
         .await;
     assert_eq!(st, 200, "Ada posts: {v}");
@@ -351,7 +271,7 @@ async fn the_watch_page_plays_the_stream_beside_the_rooms_chat() {
                 "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20",
                 enc(&room_id)
             ),
-            Value::Null,
+            None,
         )
         .await;
     assert_eq!(st, 200, "{v}");

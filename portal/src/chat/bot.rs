@@ -2,7 +2,9 @@
 //! (as an admin, so it can look users up, join them to the space and
 //! deactivate them), its access token kept in the state directory with
 //! mode 0600. A token the homeserver refuses (a new homeserver database)
-//! is replaced by registering again.
+//! is replaced by registering again; a bot that exists but whose token is
+//! lost (a registration whose answer never came back, a state directory
+//! made anew) gets a new token through Synapse's admin login.
 
 use anyhow::{bail, Context, Result};
 
@@ -57,11 +59,17 @@ async fn login(m: &Matrix, c: &super::config::ChatConfig, event_name: &str) -> R
         .await
     {
         Ok(r) => r,
-        Err(e) if e.errcode() == Some("M_USER_IN_USE") => bail!(
-            "chat: the bot {want} exists on the homeserver but its token is lost ({} is missing or refused): \
-             set another [chat] bot_localpart, or put a token of {want} into that file",
-            c.token_file.display()
-        ),
+        Err(e) if e.errcode() == Some("M_USER_IN_USE") => {
+            tracing::warn!(bot = %want, file = %c.token_file.display(), "chat: the bot exists on the homeserver but its token is lost; logging it in through an admin");
+            let token = recover(m, c, event_name, &want).await.with_context(|| {
+                format!(
+                    "chat: the bot {want} exists on the homeserver but its token is lost ({} is missing or refused), \
+                     and logging it in again failed: set another [chat] bot_localpart, or put a token of {want} into that file",
+                    c.token_file.display()
+                )
+            })?;
+            (want.clone(), token)
+        }
         Err(e) => return Err(e.into()),
     };
     if user_id != want || token.is_empty() {
@@ -70,4 +78,42 @@ async fn login(m: &Matrix, c: &super::config::ChatConfig, event_name: &str) -> R
     crate::config::write_private(&c.token_file, token.as_bytes())
         .with_context(|| "chat: cannot keep the bot's token")?;
     Ok(Bot { user_id, token })
+}
+
+/// A new token for the existing bot `want`: a helper admin, registered with
+/// the shared secret, logs in as the bot (Synapse's admin login; rest/admin/
+/// users.py refuses only logging in as oneself). Synapse files that token
+/// under the helper (access_tokens.user_id, with puppets_user_id the bot),
+/// so the helper is not deactivated, which would end the bot's token too;
+/// only its own session ends, and with passwords off nobody can use it.
+async fn recover(
+    m: &Matrix,
+    c: &super::config::ChatConfig,
+    event_name: &str,
+    want: &str,
+) -> Result<String> {
+    let helper = format!(
+        "{}-keeper-{}",
+        c.bot_localpart,
+        conference::protocol::hex(&crate::random_bytes::<4>())
+    );
+    let (helper_id, helper_token) = m
+        .register_with_shared_secret(
+            &c.shared_secret,
+            &helper,
+            &format!("{event_name} portal (keeps the bot's token)"),
+            true,
+        )
+        .await?;
+    let token = m.admin_login_as(&helper_token, want).await?;
+    if let Err(e) = m.logout(&helper_token).await {
+        tracing::warn!(helper = %helper_id, error = %e, "chat: cannot end the helper's own session");
+    }
+    match m.whoami(&token).await? {
+        user if user == want => {
+            tracing::info!(bot = %want, helper = %helper_id, "chat: the bot has a new token");
+            Ok(token)
+        }
+        user => bail!("the admin login as {want} gave a token of {user:?}"),
+    }
 }

@@ -37,6 +37,11 @@ impl CallError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
+    /// No answer, or a server error: the homeserver (or the proxy before
+    /// it) is down or restarting, so every other call would fail as well.
+    pub fn is_unavailable(&self) -> bool {
+        self.status().is_none_or(|s| s >= 500)
+    }
 }
 
 impl std::fmt::Display for CallError {
@@ -75,6 +80,9 @@ pub fn seg(s: &str) -> String {
     out
 }
 
+/// How long a createRoom may take (Synapse under load takes seconds).
+const CREATE_ROOM_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A homeserver, reached with one access token (the bot's) or none.
 #[derive(Clone)]
 pub struct Matrix {
@@ -103,7 +111,24 @@ impl Matrix {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Res<Value> {
+        self.call_within(what, method, path, token, body, None)
+            .await
+    }
+
+    /// `call`, with another timeout than the client's.
+    async fn call_within(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> Res<Value> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -142,6 +167,16 @@ impl Matrix {
     }
     async fn put(&self, what: &str, path: &str, token: &str, body: &Value) -> Res<Value> {
         self.call(what, reqwest::Method::PUT, path, Some(token), Some(body))
+            .await
+    }
+    async fn delete(
+        &self,
+        what: &str,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Res<Value> {
+        self.call(what, reqwest::Method::DELETE, path, Some(token), body)
             .await
     }
 
@@ -232,10 +267,90 @@ impl Matrix {
         }
     }
 
-    /// `POST /createRoom`; the new room's ID.
+    /// Removes an alias (Synapse lets a server admin remove any).
+    pub async fn delete_alias(&self, token: &str, alias: &str) -> Res<()> {
+        self.delete(
+            &format!("remove {alias}"),
+            &format!("/_matrix/client/v3/directory/room/{}", seg(alias)),
+            token,
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /join/{room}`: the token's user joins a room by its ID.
+    pub async fn join(&self, token: &str, room: &str) -> Res<()> {
+        self.post(
+            &format!("join {room}"),
+            &format!("/_matrix/client/v3/join/{}", seg(room)),
+            token,
+            &json!({}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Synapse admin: a room's current state, whether or not the admin is
+    /// in it (`/_synapse/admin/v1/rooms/<id>/state`).
+    pub async fn admin_room_state(&self, token: &str, room: &str) -> Res<Vec<Value>> {
+        let v = self
+            .get(
+                &format!("read the state of {room}"),
+                &format!("/_synapse/admin/v1/rooms/{}/state", seg(room)),
+                token,
+            )
+            .await?;
+        Ok(v["state"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Synapse admin: who made a room, from the homeserver's own record
+    /// (kept even when no event of the room was stored).
+    pub async fn admin_room_creator(&self, token: &str, room: &str) -> Res<Option<String>> {
+        let v = self
+            .get(
+                &format!("read the details of {room}"),
+                &format!("/_synapse/admin/v1/rooms/{}", seg(room)),
+                token,
+            )
+            .await?;
+        Ok(v["creator"].as_str().map(str::to_owned))
+    }
+
+    /// Synapse admin: a new access token of `user`, held by the admin that
+    /// asks (`/_synapse/admin/v1/users/<id>/login`; not for oneself).
+    pub async fn admin_login_as(&self, token: &str, user: &str) -> Res<String> {
+        let v = self
+            .post(
+                &format!("log in as {user}"),
+                &format!("/_synapse/admin/v1/users/{}/login", seg(user)),
+                token,
+                &json!({}),
+            )
+            .await?;
+        Ok(v["access_token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Ends the session of this token only.
+    pub async fn logout(&self, token: &str) -> Res<()> {
+        self.post("log out", "/_matrix/client/v3/logout", token, &json!({}))
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /createRoom`; the new room's ID. Given longer than other calls:
+    /// a createRoom given up while the homeserver still works on it looks
+    /// like one cut short, and would be made again.
     pub async fn create_room(&self, token: &str, what: &str, body: &Value) -> Res<String> {
         let v = self
-            .post(what, "/_matrix/client/v3/createRoom", token, body)
+            .call_within(
+                what,
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(token),
+                Some(body),
+                Some(CREATE_ROOM_TIMEOUT),
+            )
             .await?;
         Ok(v["room_id"].as_str().unwrap_or_default().to_owned())
     }

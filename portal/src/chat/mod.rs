@@ -7,17 +7,22 @@
 //!   and who moderates or is invited (pure);
 //! - `bot`: the portal's own (admin) account, made once with Synapse's
 //!   shared-secret registration, its token in the state directory;
-//! - `sync`: the background task that makes the homeserver hold the plan,
-//!   maps tickets to Matrix users, invites, deactivates revoked tickets,
-//!   posts questions and the backstage's "Top questions";
+//! - `sync`: the background task and its pass, which makes the homeserver
+//!   hold the plan through `rooms` (found, made, remade when their creation
+//!   was cut, invites, power levels, topics), `accounts` (tickets mapped
+//!   to Matrix users, revoked ones deactivated) and `questions` (posted,
+//!   and the backstage's "Top questions");
 //! - `store`: the chat's tables; `pages`: the Watch page's chat, the Q&A
 //!   and the directory.
 
+mod accounts;
 pub mod bot;
 pub mod config;
 pub mod matrix;
 pub mod pages;
 pub mod plan;
+mod questions;
+mod rooms;
 pub mod store;
 pub mod sync;
 

@@ -223,6 +223,26 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets what was done in a room the sync makes again: its invites,
+    /// everyone's place in it if it is the space, and the "Top questions"
+    /// messages of `sessions` (a backstage's).
+    pub fn chat_forget_room(&self, alias: &str, space: bool, sessions: &[&str]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM chat_invites WHERE alias = ?1", params![alias])?;
+        if space {
+            tx.execute("UPDATE chat_users SET in_space = 0", [])?;
+        }
+        for guid in sessions {
+            tx.execute(
+                "DELETE FROM chat_top_messages WHERE session_guid = ?1",
+                params![guid],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Stores a question with the asker's own vote; returns its ID.
     pub fn ask(&self, session_guid: &str, ticket: &Ticket, text: &str) -> Result<i64> {
         let mut conn = self.conn();
@@ -420,6 +440,35 @@ mod tests {
     fn ticket(s: &Store, email: &str) -> i64 {
         s.put_ticket(email, "code-123456", TicketRole::Attendee, None)
             .unwrap()
+    }
+
+    #[test]
+    fn a_room_made_again_forgets_only_its_own_invites_places_and_messages() {
+        let db = Db::new();
+        let s = db.open();
+        let a = ticket(&s, "a@example.org");
+        let sa = s.oidc_subject(a).unwrap();
+        s.chat_map_user(a, &sa, "@a:s").unwrap();
+        s.chat_set_in_space(&sa).unwrap();
+        for alias in ["r-backstage", "other"] {
+            s.chat_set_invited(alias, "@a:s").unwrap();
+        }
+        for guid in ["g1", "g2"] {
+            s.set_top_message(guid, "$e", "body").unwrap();
+        }
+        let in_space = |s: &Store| s.chat_users().unwrap()[0].in_space;
+
+        // A backstage: its invites and its sessions' messages go.
+        s.chat_forget_room("r-backstage", false, &["g1"]).unwrap();
+        assert!(!s.chat_invited("r-backstage", "@a:s").unwrap());
+        assert!(s.chat_invited("other", "@a:s").unwrap());
+        assert_eq!(s.top_message("g1").unwrap(), None);
+        assert!(s.top_message("g2").unwrap().is_some());
+        assert!(in_space(&s));
+        // The space: everyone is joined to the new one.
+        s.chat_forget_room("ev", true, &[]).unwrap();
+        assert!(!in_space(&s));
+        assert!(s.chat_invited("other", "@a:s").unwrap());
     }
 
     #[test]

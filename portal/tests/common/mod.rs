@@ -2,6 +2,7 @@
 //! loopback port, logins through the real form, a live event around now.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod chromium;
 pub mod fake_bbb;
 pub mod fake_jitsi;

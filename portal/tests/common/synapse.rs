@@ -4,7 +4,7 @@
 //! ticket holder driven like a browser without JavaScript.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -46,10 +46,55 @@ pub fn venv() -> Option<PathBuf> {
     None
 }
 
+/// A Synapse module that stops the homeserver dead, as a crash or a
+/// `kill -9` would, while it builds the event named in its trigger file
+/// ("TYPE N": the Nth event of TYPE from then on; the file is removed
+/// first, so it fires once).
+const CRASH_MODULE: &str = r#"
+import os
+
+
+class CrashAt:
+    def __init__(self, config, api):
+        self._trigger = config["trigger"]
+        self._seen = 0
+        api.register_third_party_rules_callbacks(check_event_allowed=self.check)
+
+    @staticmethod
+    def parse_config(config):
+        return config
+
+    async def check(self, event, state_events):
+        try:
+            with open(self._trigger) as f:
+                kind, nth = f.read().split()
+        except FileNotFoundError:
+            return True, None
+        if event.type == kind:
+            self._seen += 1
+            if self._seen == int(nth):
+                os.remove(self._trigger)
+                os._exit(137)
+        return True, None
+"#;
+
+/// The configuration that loads the crash module (into `extra` of
+/// `Synapse::start`), and its trigger file.
+pub fn crash_module(dir: &Path) -> (Value, PathBuf) {
+    let trigger = dir.join("crash-at");
+    (
+        json!([{"module": "venue_crash.CrashAt", "config": {"trigger": trigger}}]),
+        trigger,
+    )
+}
+
 pub struct Synapse {
     child: Child,
     pub url: String,
     log: PathBuf,
+    python: PathBuf,
+    configs: [PathBuf; 2],
+    dir: PathBuf,
 }
 
 impl Drop for Synapse {
@@ -62,6 +107,45 @@ impl Drop for Synapse {
 impl Synapse {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its exit status, once it has stopped.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Starts it again on the same configuration and database (stopping
+    /// it first if it runs); returns once its client API answers.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.python, &self.configs, &self.dir, &self.log);
+        self.ready().await;
+    }
+
+    async fn ready(&mut self) {
+        let c = client();
+        let deadline = Instant::now() + Duration::from_secs(45);
+        loop {
+            if let Ok(r) = c
+                .get(format!("{}/_matrix/client/versions", self.url))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("synapse exited ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "synapse did not answer in 45 s: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Generates a config (keys, secrets), overrides it with ours (and then
@@ -155,54 +239,51 @@ impl Synapse {
         // Synapse reads YAML, and JSON is YAML.
         let ours_file = dir.join("venue.yaml");
         std::fs::write(&ours_file, serde_json::to_string_pretty(&ours).unwrap()).unwrap();
+        std::fs::write(dir.join("venue_crash.py"), CRASH_MODULE).unwrap();
         let log = dir.join("synapse.log");
-        let mut cmd = Command::new(&python);
-        cmd.args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(&generated)
-            .arg("-c")
-            .arg(&ours_file)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("synapse.out")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for v in [
-            "http_proxy",
-            "https_proxy",
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-        ] {
-            cmd.env_remove(v);
-        }
+        let configs = [generated, ours_file];
         let mut s = Synapse {
-            child: cmd.spawn().expect("start synapse"),
+            child: spawn(&python, &configs, dir, &log),
             url,
             log,
+            python,
+            configs,
+            dir: dir.to_owned(),
         };
-        let c = client();
-        let deadline = Instant::now() + Duration::from_secs(45);
-        loop {
-            if let Ok(r) = c
-                .get(format!("{}/_matrix/client/versions", s.url))
-                .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return s;
-                }
-            }
-            if let Ok(Some(status)) = s.child.try_wait() {
-                panic!("synapse exited ({status}): {}", s.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "synapse did not answer in 45 s: {}",
-                s.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        s.ready().await;
+        s
     }
+}
+
+/// Runs Synapse on `configs` in `dir`, its log appended to `log` (a
+/// restart keeps what the last run said), its modules found in `dir`.
+fn spawn(python: &Path, configs: &[PathBuf; 2], dir: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut cmd = Command::new(python);
+    cmd.args(["-m", "synapse.app.homeserver", "-c"])
+        .arg(&configs[0])
+        .arg("-c")
+        .arg(&configs[1])
+        .current_dir(dir)
+        .env("PYTHONPATH", dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("synapse.out")).unwrap())
+        .stderr(log);
+    for v in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.spawn().expect("start synapse")
 }
 
 /// The whole chain for one ticket holder: Synapse's SSO redirect, the

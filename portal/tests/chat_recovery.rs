@@ -1,0 +1,362 @@
+//! The portal's chat sync recovers from what a homeserver that stops or
+//! restarts leaves behind, on a real Synapse (as in tests/chat.rs):
+//!
+//! - a createRoom cut by a crash (a Synapse module stops the homeserver
+//!   dead at a chosen event, common::synapse) at each point where Synapse
+//!   1.163.2 stores a part of a new room: the alias with no event (room
+//!   version 11), the create event alone, and the create event with the
+//!   creator's join. The room is made again and ticket holders can join it;
+//! - a room alias someone else holds: that room is reported, the others are
+//!   made, and nothing of theirs is touched;
+//! - a bot whose token is lost (a registration whose answer never came
+//!   back) gets a new token.
+//!
+//! Skips like tests/chat.rs without the Synapse virtualenv.
+
+mod common;
+
+use std::path::Path;
+
+use common::chat::{alias, chat_portal, homeserver, homeserver_with, until, Mx, NO_STREAM, SERVER};
+use common::oidc::{free_port, Browser, Provider};
+use common::synapse::{crash_module, enc, matrix_login, venv, Synapse};
+use common::{client, write_live_event, TempDir};
+use portal::chat::matrix::Matrix;
+use serde_json::{json, Value};
+
+/// The event's planned aliases (localparts), the space first.
+fn planned(event: &Path) -> Vec<(String, bool)> {
+    let ev = conference::Event::load(event).unwrap();
+    portal::chat::plan::rooms(&ev)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.alias, p.kind != portal::chat::plan::Kind::Private))
+        .collect()
+}
+
+/// The bot's client, with the token the portal keeps.
+fn bot(p: &Provider, s: &Synapse) -> Mx {
+    Mx {
+        c: client(),
+        url: s.url.clone(),
+        token: std::fs::read_to_string(p.state.join("chat-bot-token"))
+            .unwrap()
+            .trim()
+            .to_owned(),
+    }
+}
+
+/// The room `local` points to, or None.
+async fn resolve(mx: &Mx, local: &str) -> Option<String> {
+    let (st, v) = mx
+        .get(&format!(
+            "/_matrix/client/v3/directory/room/{}",
+            enc(&alias(local))
+        ))
+        .await;
+    (st == 200).then(|| v["room_id"].as_str().unwrap().to_owned())
+}
+
+/// Waits for a pass that finds the homeserver in step, then checks every
+/// planned room: made by the bot, the bot in it, whole (join rules as
+/// planned, its name).
+async fn all_rooms_whole(p: &Provider, s: &Synapse, event: &Path) {
+    let logs = || format!("--- portal\n{}\n--- synapse\n{}", p.log(), s.log());
+    until("a pass in step", 60, logs, || async {
+        p.log()
+            .contains("chat: the homeserver is in step")
+            .then_some(())
+    })
+    .await;
+    let b = bot(p, s);
+    let me = b.get("/_matrix/client/v3/account/whoami").await.1["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (local, public) in planned(event) {
+        let room = resolve(&b, &local)
+            .await
+            .unwrap_or_else(|| panic!("#{local} is not made\n{}", logs()));
+        let (st, v) = b
+            .get(&format!("/_synapse/admin/v1/rooms/{}/state", enc(&room)))
+            .await;
+        assert_eq!(st, 200, "{v}");
+        let get = |kind: &str, key: &str| {
+            v["state"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["type"] == kind && e["state_key"] == key)
+                .map(|e| e["content"].clone())
+                .unwrap_or(Value::Null)
+        };
+        assert_eq!(get("m.room.member", &me)["membership"], "join", "#{local}");
+        let rule = if public { "public" } else { "invite" };
+        assert_eq!(get("m.room.join_rules", "")["join_rule"], rule, "#{local}");
+        assert!(get("m.room.name", "")["name"].is_string(), "#{local}");
+    }
+}
+
+/// Bob, a ticket holder, through the portal's SSO.
+async fn bob(s: &Synapse) -> Mx {
+    let c = client();
+    let (_, token) = matrix_login(
+        s,
+        &mut Browser::default(),
+        &c,
+        "bob@example.org",
+        "bob-ticket-0002",
+    )
+    .await;
+    Mx {
+        c,
+        url: s.url.clone(),
+        token,
+    }
+}
+
+/// What Synapse's database holds of the room `local` points to while the
+/// homeserver is down: (room ID, the types of its events).
+fn stored(s_dir: &Path, local: &str) -> (String, Vec<String>) {
+    let db = rusqlite::Connection::open(s_dir.join("homeserver.db")).unwrap();
+    let room: String = db
+        .query_row(
+            "SELECT room_id FROM room_aliases WHERE room_alias = ?1",
+            [alias(local)],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|e| panic!("no alias {local} stored: {e}"));
+    let mut stmt = db
+        .prepare("SELECT type FROM events WHERE room_id = ?1 ORDER BY stream_ordering")
+        .unwrap();
+    let kinds = stmt
+        .query_map([&room], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<Vec<String>, _>>()
+        .unwrap();
+    (room, kinds)
+}
+
+/// The portal starts on a Synapse that dies while it makes the rooms, at
+/// the event `trigger` names; the cut room must hold `cut` (event types)
+/// when the homeserver is down, and after a restart the portal makes it
+/// again, whole, and Bob can join it.
+async fn recovers_from_a_crash(name: &str, trigger: &str, version: &str, cut: &[&str]) {
+    let Some(venv) = venv() else { return };
+    let dir = TempDir::new(name);
+    let (sport, pport) = (free_port(), free_port());
+    let s_dir = dir.path().join("synapse");
+    let (modules, trigger_file) = crash_module(&s_dir);
+    let (mut s, reg_secret) = homeserver_with(
+        &venv,
+        &dir,
+        sport,
+        pport,
+        json!({"modules": modules, "default_room_version": version}),
+    )
+    .await;
+    std::fs::write(&trigger_file, trigger).unwrap();
+    let event = write_live_event(dir.path());
+    let p = chat_portal(&dir, &s, pport, &event, &reg_secret, "0.5", NO_STREAM);
+
+    // The homeserver dies in the middle of the first pass.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let died = loop {
+        if let Some(status) = s.exited() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Synapse did not die at {trigger}\n{}",
+            p.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(died.code(), Some(137), "{}", s.log());
+    let (cut_room, kinds) = stored(&s_dir, "main-track");
+    assert_eq!(kinds, cut, "Main Track's room as the crash left it");
+
+    s.restart().await;
+    all_rooms_whole(&p, &s, &event).await;
+    let b = bot(&p, &s);
+    let room = resolve(&b, "main-track").await.unwrap();
+    assert_ne!(room, cut_room, "the alias still points to the cut room");
+    assert!(
+        p.log().contains("a room whose creation was cut"),
+        "{}",
+        p.log()
+    );
+    // Bob joins it, and the cut room is left unlisted (the directory's
+    // entry is what `visibility: public` would have made).
+    let bob = bob(&s).await;
+    let (st, v) = bob.join(&alias("main-track")).await;
+    assert_eq!(
+        (st, v["room_id"].as_str()),
+        (200, Some(room.as_str())),
+        "{v}"
+    );
+    let (st, v) = b
+        .get(&format!("/_synapse/admin/v1/rooms/{}", enc(&cut_room)))
+        .await;
+    assert_eq!((st, &v["public"]), (200, &json!(false)), "{v}");
+}
+
+#[tokio::test]
+async fn a_room_cut_before_its_first_event_is_made_again() {
+    // Room version 11 stores the room and its alias before the create event;
+    // version 12 builds that event first, but a stop between the alias and
+    // storing it leaves the same.
+    recovers_from_a_crash("chat-cut-alias", "m.room.create 2", "11", &[]).await;
+}
+
+#[tokio::test]
+async fn a_room_cut_after_its_create_event_is_made_again() {
+    recovers_from_a_crash(
+        "chat-cut-create",
+        "m.room.member 2",
+        "12",
+        &["m.room.create"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_room_cut_after_the_bots_join_is_made_again() {
+    recovers_from_a_crash(
+        "chat-cut-join",
+        "m.room.power_levels 2",
+        "12",
+        &["m.room.create", "m.room.member"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_alias_someone_else_holds_stops_only_that_room() {
+    let Some(venv) = venv() else { return };
+    let dir = TempDir::new("chat-squat");
+    let (sport, pport) = (free_port(), free_port());
+    let (s, reg_secret) = homeserver(&venv, &dir, sport, pport).await;
+    // Mallory (not the portal) holds #hallway before the portal starts.
+    let secret = std::fs::read_to_string(&reg_secret).unwrap();
+    let (mallory_id, token) = Matrix::new(&s.url)
+        .register_with_shared_secret(secret.trim(), "mallory", "Mallory", false)
+        .await
+        .unwrap();
+    let mallory = Mx {
+        c: client(),
+        url: s.url.clone(),
+        token,
+    };
+    let (st, v) = mallory
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(json!({"room_alias_name": "hallway", "preset": "public_chat"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let theirs = v["room_id"].as_str().unwrap().to_owned();
+    let event = write_live_event(dir.path());
+    let p = chat_portal(&dir, &s, pport, &event, &reg_secret, "0.5", NO_STREAM);
+    let logs = || format!("--- portal\n{}\n--- synapse\n{}", p.log(), s.log());
+
+    // The pass says which room and why, and makes every other room.
+    let want = format!("1 room is not in step (the others are): #hallway: #hallway:{SERVER} points to {theirs}, a room made by {mallory_id}, not by the portal");
+    until("the pass's complaint", 30, logs, || async {
+        p.log().contains(&want).then_some(())
+    })
+    .await;
+    let b = bot(&p, &s);
+    for (local, _) in planned(&event) {
+        let room = resolve(&b, &local).await;
+        if local == "hallway" {
+            assert_eq!(
+                room.as_deref(),
+                Some(theirs.as_str()),
+                "Mallory's alias moved"
+            );
+        } else {
+            assert!(room.is_some(), "#{local} is not made\n{}", logs());
+        }
+    }
+    // Her room is as she made it: the bot is not in it, nothing was added.
+    let (st, _) = mallory
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.space.parent/{}",
+            enc(&theirs),
+            enc(&resolve(&b, "live").await.unwrap())
+        ))
+        .await;
+    assert_eq!(st, 404, "the portal linked Mallory's room into the space");
+    let (_, members) = mallory
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/joined_members",
+            enc(&theirs)
+        ))
+        .await;
+    assert_eq!(members["joined"].as_object().unwrap().len(), 1, "{members}");
+    // Bob can use the other rooms.
+    let bob = bob(&s).await;
+    assert_eq!(bob.join(&alias("main-track")).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_bot_whose_token_is_lost_gets_a_new_one() {
+    let Some(venv) = venv() else { return };
+    let dir = TempDir::new("chat-lost-token");
+    let (sport, pport) = (free_port(), free_port());
+    let (s, reg_secret) = homeserver(&venv, &dir, sport, pport).await;
+    let event = write_live_event(dir.path());
+    let mut p = chat_portal(&dir, &s, pport, &event, &reg_secret, "0.5", NO_STREAM);
+    all_rooms_whole(&p, &s, &event).await;
+    let space = resolve(&bot(&p, &s), "live").await.unwrap();
+
+    // The portal stops and its token is gone, as when the answer to its
+    // registration never came back: the bot exists, nobody has its token.
+    drop(p.portal.take());
+    let token_file = p.state.join("chat-bot-token");
+    std::fs::remove_file(&token_file).unwrap();
+    p.restart();
+    all_rooms_whole(&p, &s, &event).await;
+    let log = p.log();
+    assert!(
+        log.contains("its token is lost; logging it in through an admin"),
+        "{log}"
+    );
+    let b = bot(&p, &s);
+    let (_, me) = b.get("/_matrix/client/v3/account/whoami").await;
+    assert_eq!(me["user_id"], format!("@portal:{SERVER}"), "{me}");
+    assert_eq!(
+        resolve(&b, "live").await.as_deref(),
+        Some(space.as_str()),
+        "the bot made the space again"
+    );
+    // Its rooms are its own still: it can post, and Bob joins through it.
+    let (st, v) = b
+        .call(
+            reqwest::Method::PUT,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/after-recovery",
+                enc(&resolve(&b, "main-track").await.unwrap())
+            ),
+            Some(json!({"msgtype": "m.notice", "body": "back"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let bob = bob(&s).await;
+    until(
+        "Bob in the space",
+        15,
+        || p.log(),
+        || async {
+            let (_, v) = bob.get("/_matrix/client/v3/joined_rooms").await;
+            v["joined_rooms"]
+                .as_array()?
+                .iter()
+                .any(|r| r == space.as_str())
+                .then_some(())
+        },
+    )
+    .await;
+}
