@@ -86,6 +86,7 @@ async fn login(m: &Matrix, c: &super::config::ChatConfig, event_name: &str) -> R
 /// under the helper (access_tokens.user_id, with puppets_user_id the bot),
 /// so the helper is not deactivated, which would end the bot's token too;
 /// only its own session ends, and with passwords off nobody can use it.
+/// Its rate limit is lifted like the bot's.
 async fn recover(
     m: &Matrix,
     c: &super::config::ChatConfig,
@@ -105,6 +106,11 @@ async fn recover(
             true,
         )
         .await?;
+    // Synapse reads most rate limits (room creation, invites, joins) off
+    // the token's owner, which is the helper.
+    if let Err(e) = m.unlimit(&helper_token, &helper_id).await {
+        tracing::warn!(helper = %helper_id, error = %e, "chat: cannot lift the helper's rate limit");
+    }
     let token = m.admin_login_as(&helper_token, want).await?;
     if let Err(e) = m.logout(&helper_token).await {
         tracing::warn!(helper = %helper_id, error = %e, "chat: cannot end the helper's own session");

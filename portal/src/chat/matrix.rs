@@ -18,6 +18,8 @@ pub enum CallError {
     Http {
         what: String,
         error: String,
+        /// No answer in time: the homeserver may still be working on it.
+        timed_out: bool,
     },
 }
 
@@ -37,10 +39,30 @@ impl CallError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
-    /// No answer, or a server error: the homeserver (or the proxy before
-    /// it) is down or restarting, so every other call would fail as well.
-    pub fn is_unavailable(&self) -> bool {
-        self.status().is_none_or(|s| s >= 500)
+    /// An error every other call of this pass would meet as well: no
+    /// answer or a server error (the homeserver, or the proxy before it,
+    /// down or restarting), the bot's token refused (401) or deactivated,
+    /// or the bot rate-limited (429).
+    pub fn stops_pass(&self) -> bool {
+        match self {
+            CallError::Http { .. } => true,
+            CallError::Matrix {
+                status, errcode, ..
+            } => {
+                *status >= 500
+                    || *status == 401
+                    || *status == 429
+                    || errcode == "M_USER_DEACTIVATED"
+            }
+        }
+    }
+    /// A request given up on (or a proxy's 504) that the homeserver may
+    /// still carry out.
+    pub fn may_still_run(&self) -> bool {
+        match self {
+            CallError::Http { timed_out, .. } => *timed_out,
+            CallError::Matrix { status, .. } => *status == 504,
+        }
     }
 }
 
@@ -56,7 +78,7 @@ impl std::fmt::Display for CallError {
                 f,
                 "{what}: the homeserver answered {status} {errcode}: {error}"
             ),
-            CallError::Http { what, error } => {
+            CallError::Http { what, error, .. } => {
                 write!(f, "{what}: cannot reach the homeserver: {error}")
             }
         }
@@ -137,6 +159,7 @@ impl Matrix {
         }
         let http = |e: reqwest::Error| CallError::Http {
             what: what.to_owned(),
+            timed_out: e.is_timeout(),
             error: e.without_url().to_string(),
         };
         let resp = req.send().await.map_err(http)?;
@@ -301,7 +324,15 @@ impl Matrix {
                 token,
             )
             .await?;
-        Ok(v["state"].as_array().cloned().unwrap_or_default())
+        v["state"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| CallError::Matrix {
+                what: format!("read the state of {room}"),
+                status: 200,
+                errcode: String::new(),
+                error: "the answer has no \"state\" list".to_owned(),
+            })
     }
 
     /// Synapse admin: who made a room, from the homeserver's own record

@@ -81,6 +81,9 @@ pub struct Chat {
     matrix: Matrix,
     bot: RwLock<Option<Bot>>,
     rooms: Mutex<HashMap<String, Known>>,
+    /// Rooms whose createRoom was given up on while the homeserver may
+    /// still carry it out, and when.
+    given_up: Mutex<HashMap<String, Instant>>,
     recent: Mutex<HashMap<String, Recent>>,
     wake: tokio::sync::Notify,
 }
@@ -98,6 +101,7 @@ impl Chat {
             config,
             bot: RwLock::new(None),
             rooms: Mutex::new(HashMap::new()),
+            given_up: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
         })
@@ -115,6 +119,12 @@ impl Chat {
     /// Runs the sync now rather than at its next interval.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Drops the bot's cached token (the homeserver refused it), so that
+    /// the next pass checks it and gets a new one.
+    fn forget_bot(&self) {
+        *self.bot.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn bot(&self) -> Result<Bot> {

@@ -12,7 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{anyhow, Context, Result};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -20,6 +22,10 @@ use super::plan::{self, Kind, Planned};
 use super::store::ChatUser;
 use super::{Bot, Chat, Known};
 use crate::state::AppState;
+
+/// How long after giving up on a createRoom its room may still be in the
+/// making (Synapse does not cancel a request whose client went away).
+const STILL_RUNNING: Duration = Duration::from_secs(60);
 
 /// What a room found by its alias is to the portal.
 #[derive(Debug, PartialEq)]
@@ -52,9 +58,16 @@ pub(crate) fn classify(state: &[Value], creator: Option<&str>, bot: &str) -> Fou
         None => return Found::NotOurs("nobody known".to_owned()),
     }
     let joined = get("m.room.member", bot).is_some_and(|e| e["content"]["membership"] == "join");
-    // The join rules come in createRoom's last batch: without them the
-    // room was cut short (and no one but an invitee could have joined).
-    let whole = get("m.room.join_rules", "").is_some();
+    // Join rules and power levels come in createRoom's last batch (stored
+    // in one transaction): without both, and with nobody but the bot in
+    // it, the room was cut short. A room with either, or with anyone else
+    // (a room an earlier portal patched by hand, say), is taken as whole.
+    let others = state
+        .iter()
+        .any(|e| e["type"] == "m.room.member" && e["state_key"] != bot);
+    let whole = get("m.room.join_rules", "").is_some()
+        || get("m.room.power_levels", "").is_some()
+        || others;
     match (whole, joined) {
         (true, true) => Found::Ready,
         (true, false) => Found::Left,
@@ -83,10 +96,7 @@ impl Chat {
         };
         let id = match found {
             Some(id) => id,
-            None => {
-                self.create(bot, p, space, &state.event, now, &alias)
-                    .await?
-            }
+            None => self.create(bot, state, p, space, now, &alias).await?,
         };
         if let (Some(space), Kind::Public) = (space, p.kind) {
             let via = json!({"via": [self.config.server_name]});
@@ -141,6 +151,13 @@ impl Chat {
                 Ok(Some(id))
             }
             Found::HalfMade => {
+                if let Some(ago) = self.still_running(&p.alias) {
+                    bail!(
+                        "{alias} ({id}) is half made, but the createRoom given up on {}s ago \
+                         may still finish it: looked at again later",
+                        ago.as_secs()
+                    );
+                }
                 self.abandon(bot, state, p, alias, &id).await?;
                 Ok(None)
             }
@@ -186,14 +203,16 @@ impl Chat {
             .chat_forget_room(&p.alias, p.kind == Kind::Space, &sessions)
     }
 
-    /// `POST /createRoom` for a planned room; an alias taken meanwhile (by
-    /// another pass) gives that room.
+    /// `POST /createRoom` for a planned room; an alias taken meanwhile gives
+    /// that room if the portal can use it. A createRoom given up on while
+    /// the homeserver may still carry it out is remembered, so that its
+    /// half-made room is not taken for a cut one at once.
     async fn create(
         &self,
         bot: &Bot,
+        state: &AppState,
         p: &Planned,
         space: Option<&str>,
-        ev: &conference::Event,
         now: DateTime<Utc>,
         alias: &str,
     ) -> Result<String> {
@@ -202,21 +221,49 @@ impl Chat {
             .create_room(
                 &bot.token,
                 &format!("create {alias}"),
-                &self.create_body(p, space, ev, now),
+                &self.create_body(p, space, &state.event, now),
             )
             .await;
+        self.given_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&p.alias);
         match created {
             Ok(id) => {
                 tracing::info!(room = %alias, "chat: made the room");
                 Ok(id)
             }
-            Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => Ok(self
-                .matrix
-                .resolve_alias(&bot.token, alias)
-                .await?
-                .ok_or(e)?),
-            Err(e) => Err(e.into()),
+            // Taken meanwhile: that room, if the portal can use it.
+            Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
+                let Some(id) = self.matrix.resolve_alias(&bot.token, alias).await? else {
+                    return Err(e.into());
+                };
+                self.usable(bot, state, p, alias, id).await?.ok_or_else(|| {
+                    anyhow!("{alias} was taken meanwhile by a room cut short: made again by the next pass")
+                })
+            }
+            Err(e) => {
+                if e.may_still_run() {
+                    self.given_up
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(p.alias.clone(), Instant::now());
+                }
+                Err(e.into())
+            }
         }
+    }
+
+    /// How long ago a createRoom of this room was given up on, if the
+    /// homeserver may still be carrying it out.
+    fn still_running(&self, alias: &str) -> Option<Duration> {
+        let mut given_up = self.given_up.lock().unwrap_or_else(|e| e.into_inner());
+        let ago = given_up.get(alias)?.elapsed();
+        if ago < STILL_RUNNING {
+            return Some(ago);
+        }
+        given_up.remove(alias);
+        None
     }
 
     fn create_body(
@@ -404,13 +451,17 @@ mod tests {
             classify(&[], None, BOT),
             Found::NotOurs("nobody known".into())
         );
-        // Another member's join is not the bot's.
+        // Another member's join is not the bot's: whole (someone is in
+        // it), the bot gone.
         let other = ev(
             "m.room.member",
             "@ada:venue.test",
             "@ada:venue.test",
             json!({"membership": "join"}),
         );
-        assert_eq!(classify(&[create, other], None, BOT), Found::HalfMade);
+        assert_eq!(classify(&[create.clone(), other], None, BOT), Found::Left);
+        // Power levels without join rules: patched by hand, not cut.
+        let power_only = [create, join, ev("m.room.power_levels", "", BOT, json!({}))];
+        assert_eq!(classify(&power_only, None, BOT), Found::Ready);
     }
 }

@@ -37,6 +37,9 @@ pub fn spawn(state: Arc<AppState>) {
                     (failing, first) = (None, false);
                 }
                 Err(e) => {
+                    if refused_token(&e) {
+                        chat.forget_bot();
+                    }
                     let said = format!("{e:#}");
                     // A repeat (a homeserver still starting) only at debug
                     // level; a new cause (one that will not pass by itself,
@@ -100,12 +103,12 @@ impl Chat {
 struct Refused(Vec<String>);
 
 impl Refused {
-    /// Keeps a room's error and lets the pass go on, unless the homeserver
-    /// itself is unavailable (then every room would fail the same way).
+    /// Keeps a room's error and lets the pass go on, unless every other
+    /// room would fail the same way (`CallError::stops_pass`).
     fn note<T>(&mut self, p: &Planned, r: Result<T>) -> Result<()> {
         match r {
             Ok(_) => Ok(()),
-            Err(e) if unavailable(&e) => Err(e),
+            Err(e) if stops_pass(&e) => Err(e),
             Err(e) => {
                 self.0.push(format!("#{}: {e:#}", p.alias));
                 Ok(())
@@ -125,10 +128,18 @@ impl Refused {
     }
 }
 
-fn unavailable(e: &anyhow::Error) -> bool {
-    e.chain()
-        .find_map(|c| c.downcast_ref::<CallError>())
-        .is_some_and(CallError::is_unavailable)
+fn call_error(e: &anyhow::Error) -> Option<&CallError> {
+    e.chain().find_map(|c| c.downcast_ref::<CallError>())
+}
+
+fn stops_pass(e: &anyhow::Error) -> bool {
+    call_error(e).is_some_and(CallError::stops_pass)
+}
+
+/// The homeserver refused the bot's token (it was logged out, or the
+/// helper that holds it was deactivated).
+fn refused_token(e: &anyhow::Error) -> bool {
+    call_error(e).is_some_and(|c| c.status() == Some(401))
 }
 
 #[cfg(test)]
@@ -171,8 +182,24 @@ mod tests {
         let no_answer = anyhow::Error::new(CallError::Http {
             what: "create #e".into(),
             error: "connection refused".into(),
+            timed_out: false,
         });
         assert!(r.note(&planned("e"), Err::<(), _>(no_answer)).is_err());
+        // So do a refused token and a rate limit: every room would meet them.
+        for (status, errcode) in [
+            (401, "M_UNKNOWN_TOKEN"),
+            (429, "M_LIMIT_EXCEEDED"),
+            (403, "M_USER_DEACTIVATED"),
+        ] {
+            let e = anyhow::Error::new(CallError::Matrix {
+                what: "create #f".into(),
+                status,
+                errcode: errcode.into(),
+                error: String::new(),
+            });
+            assert_eq!(refused_token(&e), status == 401);
+            assert!(r.note(&planned("f"), Err::<(), _>(e)).is_err(), "{status}");
+        }
         let said = format!("{:#}", r.result().unwrap_err());
         assert!(said.starts_with("2 rooms are not in step (the others are): #a: while keeping the room: set m.space.parent of !x: the homeserver answered 403"), "{said}");
         assert!(said.contains("; #c: points to a room made by @m"), "{said}");
