@@ -11,7 +11,6 @@
 //! portal moves the alias to a new room rather than patch the old one.
 
 use std::collections::BTreeMap;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
