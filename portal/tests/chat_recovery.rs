@@ -98,6 +98,16 @@ async fn all_rooms_whole(p: &Provider, s: &Synapse, event: &Path) {
     }
 }
 
+/// Registers `localpart` with the homeserver's shared secret (in the file
+/// `secret`), as the portal's bot does; (user ID, access token).
+async fn register(s: &Synapse, secret: &Path, localpart: &str, admin: bool) -> (String, String) {
+    let secret = std::fs::read_to_string(secret).unwrap();
+    Matrix::new(&s.url)
+        .register_with_shared_secret(secret.trim(), localpart, localpart, admin)
+        .await
+        .unwrap()
+}
+
 /// Bob, a ticket holder, through the portal's SSO.
 async fn bob(s: &Synapse) -> Mx {
     let c = client();
@@ -234,11 +244,7 @@ async fn an_alias_someone_else_holds_stops_only_that_room() {
     let (sport, pport) = (free_port(), free_port());
     let (s, reg_secret) = homeserver(&venv, &dir, sport, pport).await;
     // Mallory (not the portal) holds #hallway before the portal starts.
-    let secret = std::fs::read_to_string(&reg_secret).unwrap();
-    let (mallory_id, token) = Matrix::new(&s.url)
-        .register_with_shared_secret(secret.trim(), "mallory", "Mallory", false)
-        .await
-        .unwrap();
+    let (mallory_id, token) = register(&s, &reg_secret, "mallory", false).await;
     let mallory = Mx {
         c: client(),
         url: s.url.clone(),
@@ -355,11 +361,7 @@ async fn a_bot_whose_registration_answer_was_lost_gets_a_token_and_makes_the_roo
     let (s, reg_secret) = homeserver(&venv, &dir, sport, pport).await;
     // The bot's registration reached the homeserver, its answer did not:
     // the account exists, nobody has its token.
-    let secret = std::fs::read_to_string(&reg_secret).unwrap();
-    Matrix::new(&s.url)
-        .register_with_shared_secret(secret.trim(), "portal", "Live portal", true)
-        .await
-        .unwrap();
+    register(&s, &reg_secret, "portal", true).await;
     let event = write_live_event(dir.path());
     let p = chat_portal(&dir, &s, pport, &event, &reg_secret, "0.5", NO_STREAM);
     all_rooms_whole(&p, &s, &event).await;
